@@ -1,0 +1,1 @@
+"""transduce: sequence-to-sequence learning on PyTorch."""
