@@ -1,1 +1,20 @@
-"""transduce: sequence-to-sequence learning on PyTorch."""
+"""transduce: sequence-to-sequence learning on PyTorch.
+
+>>> import transduce
+>>> model = transduce.load("runs/demo/best")
+>>> model.predict(["Ein Satz."], beam=5)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def load(directory, device: str = "cpu"):
+    """Load a saved model folder; returns a :class:`transduce.inference.Predictor`."""
+    from transduce.inference import Predictor
+
+    return Predictor.load(directory, device)
+
+
+__all__ = ["load", "__version__"]

@@ -15,8 +15,9 @@ and a YAML config says ``encoder: {type: conformer, d_model: 256}``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from transduce.config import ConfigError, _nearest, build_dataclass
 

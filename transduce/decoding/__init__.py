@@ -1,0 +1,33 @@
+"""Searches over the Decoder contract: greedy, beam and sampling.
+
+They see only ``model.encode(src, src_mask)``, ``model.decode(tgt_in, enc_out,
+state)``, ``state.reorder(index)`` and ``enc_out.reorder(index)``, so any
+registered decoder works with all of them. Call them with the model in eval
+mode; they run under ``torch.inference_mode()``.
+"""
+
+from transduce.decoding.beam import beam_search
+from transduce.decoding.greedy import Hypothesis, greedy_search
+from transduce.decoding.processors import (
+    ForbidTokens,
+    LogitsProcessor,
+    MinLength,
+    NoRepeatNGram,
+    RepetitionPenalty,
+    build_processors,
+)
+from transduce.decoding.sampling import filter_top_k_top_p, sample
+
+__all__ = [
+    "ForbidTokens",
+    "Hypothesis",
+    "LogitsProcessor",
+    "MinLength",
+    "NoRepeatNGram",
+    "RepetitionPenalty",
+    "beam_search",
+    "build_processors",
+    "filter_top_k_top_p",
+    "greedy_search",
+    "sample",
+]

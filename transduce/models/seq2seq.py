@@ -30,7 +30,9 @@ class EncoderDecoder(nn.Module):
         """tgt_in ``(B, T)`` -> logits ``(B, T, V)``, state, attention ``(B, T, S)``."""
         return self.decoder(tgt_in, enc_out, state)
 
-    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self, src: Tensor, src_mask: Tensor, tgt_in: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
         """Teacher forcing: logits ``(B, T, V)`` and attention for the whole target."""
         enc_out = self.encode(src, src_mask)
         logits, _, attn = self.decode(tgt_in, enc_out)

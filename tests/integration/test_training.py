@@ -1,0 +1,59 @@
+"""Tiny models trained on real DDTP pairs: they must learn, and resume must be exact."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tests.integration.conftest import TINY_LSTM, TINY_TRANSFORMER, tiny_config
+from transduce.config import TransduceError
+from transduce.training.checkpoint import load_checkpoint
+from transduce.training.trainer import Trainer
+
+
+def test_transformer_learns(trained_model):
+    run, summary = trained_model
+    history = summary["history"]
+    assert [h["step"] for h in history] == [200, 400]
+    uniform = math.log(600)  # the loss of a model that knows nothing about the vocabulary
+    assert history[-1]["loss"] < 0.7 * uniform
+    assert history[-1]["loss"] < history[0]["loss"]
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        assert (run / "best" / name).is_file()
+    assert (run / "last.pt").is_file() and (run / "tb").is_dir()
+
+
+def test_attention_lstm_learns(data_dir, tmp_path):
+    cfg = tiny_config(data_dir, TINY_LSTM, max_steps=100, valid_every=50)
+    history = Trainer(cfg, tmp_path / "lstm").fit()["history"]
+    assert history[-1]["loss"] < 0.7 * math.log(600)
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+def _final_weights(run):
+    return load_checkpoint(run / "last.pt")["model"]
+
+
+@pytest.mark.parametrize("model", [TINY_TRANSFORMER, TINY_LSTM], ids=["transformer", "lstm"])
+def test_resume_continues_exactly(data_dir, tmp_path, model):
+    """Stopping after 3 updates and resuming to 6 equals 6 updates in one go."""
+    small = dict(max_steps=6, valid_every=3, batch_tokens=400, valid_max_sentences=4)
+    model = {k: {**v, "dropout": 0.3} for k, v in model.items()}
+    Trainer(tiny_config(data_dir, model, **small), tmp_path / "straight").fit()
+    Trainer(tiny_config(data_dir, model, **{**small, "max_steps": 3}), tmp_path / "cut").fit()
+    Trainer(tiny_config(data_dir, model, **small), tmp_path / "cut", resume=True).fit()
+    a, b = _final_weights(tmp_path / "straight"), _final_weights(tmp_path / "cut")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    state = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert state["progress"]["step"] == 6
+
+
+def test_existing_run_needs_resume_flag(trained_model):
+    run, _ = trained_model
+    cfg = tiny_config(run.parent, TINY_TRANSFORMER)
+    with pytest.raises(TransduceError, match="--resume"):
+        Trainer(cfg, run).fit()

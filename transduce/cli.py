@@ -1,0 +1,205 @@
+"""``transduce {train,predict,evaluate,data,average}``: the command line.
+
+Errors a user can cause print one ``error:`` line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from transduce.config import TransduceError
+
+
+def _decode_options(args: argparse.Namespace) -> dict:
+    options = {
+        "beam": args.beam,
+        "nbest": args.nbest,
+        "sampling": True if args.sampling else None,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "batch_size": args.batch_size,
+        "len_penalty": args.len_penalty,
+        "min_len": args.min_len,
+    }
+    if args.max_len is not None:
+        options.update(max_len_a=0.0, max_len_b=args.max_len)
+    return options
+
+
+def _add_decode_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding (defaults come from the model's config)")
+    g.add_argument("--beam", type=int, help="beam size; 1 = greedy")
+    g.add_argument("--nbest", type=int, help="print the N best hypotheses per input")
+    g.add_argument("--max-len", type=int, help="maximum output length in tokens")
+    g.add_argument("--min-len", type=int, help="minimum output length in tokens")
+    g.add_argument("--len-penalty", type=float, help="beam score = logprob / length**penalty")
+    g.add_argument("--sampling", action="store_true", help="sample instead of searching")
+    g.add_argument("--temperature", type=float, help="sampling temperature")
+    g.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
+    g.add_argument("--top-p", type=float, help="sample from the nucleus of mass p")
+    g.add_argument("--batch-size", type=int, help="inputs decoded together")
+    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from transduce.config import load_config
+    from transduce.training.trainer import Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.name
+    summary = Trainer(cfg, run_dir, resume=args.resume).fit()
+    summary.pop("history", None)
+    print(json.dumps(summary, indent=2))
+    print(f"model folders: {run_dir / 'best'} (best valid), {run_dir / 'last'} (last step)")
+    return 0
+
+
+def _read_inputs(files: list[str]):
+    from transduce.data.readers import read_lines
+
+    if not files or files == ["-"]:
+        for line in sys.stdin:
+            yield line.rstrip("\n")
+        return
+    for f in files:
+        yield from read_lines(f)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from transduce.inference import Predictor
+
+    predictor = Predictor.load(args.model, device=args.device)
+    options = _decode_options(args)
+    # typing at a terminal: answer each line at once
+    chunk = 1 if not args.inputs and sys.stdin.isatty() else args.chunk
+    for out in predictor.predict_stream(_read_inputs(args.inputs), chunk=chunk, **options):
+        if isinstance(out, list):
+            print("\n".join(f"{rank}\t{text}" for rank, text in enumerate(out)))
+        else:
+            print(out)
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from transduce.inference import Predictor
+
+    predictor = Predictor.load(args.model, device=args.device)
+    task = predictor.task
+    if args.data:
+        setattr(task.cfg.data, args.split, args.data)
+    items = task.read_split(args.split)
+    examples = task.examples(items)
+    if args.limit:
+        examples = examples[: args.limit]
+    options = _decode_options(args)
+    options["nbest"] = 1
+    hyps = predictor.predict([e.src_text for e in examples], **options)
+    results = task.score(hyps, [e.ref for e in examples])
+    print(f"{args.split}: {len(examples)} examples, model {args.model}")
+    for name, r in results.items():
+        print(f"{name.upper():6s} {r.score:6.2f}  {r.signature}")
+    if args.output:
+        Path(args.output).write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from transduce.data.sources import prepare_source
+
+    card = prepare_source(args.source, Path(args.out) if args.out else None, vars(args))
+    print(json.dumps(card, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_average(args: argparse.Namespace) -> int:
+    import torch
+
+    from transduce.inference import Predictor, read_model_config, save_model_dir
+    from transduce.training.checkpoint import CheckpointManager, average_checkpoints
+
+    run = Path(args.run)
+    paths = [Path(p) for p in args.checkpoints] or [
+        k.path for k in CheckpointManager(run, 0, True).kept()
+    ]
+    if not paths:
+        raise TransduceError(f"{run} has no kept checkpoints to average")
+    predictor = Predictor.load(run / "best")
+    predictor.model.load_state_dict(average_checkpoints(paths))
+    cfg = read_model_config(run / "best")
+    out = Path(args.out) if args.out else run / "averaged"
+    with torch.no_grad():
+        save_model_dir(out, predictor.model, cfg, predictor.task)
+    print(f"averaged {len(paths)} checkpoints into {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="transduce", description="Sequence-to-sequence learning on PyTorch."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from a YAML config")
+    p.add_argument("config", help="YAML config (see configs/)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.lr=3e-4")
+    p.add_argument("--run-dir", help="run folder (default runs/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="decode inputs from files or stdin")
+    p.add_argument("model", help="model folder, e.g. runs/x/best")
+    p.add_argument("inputs", nargs="*", help="input files (default: stdin)")
+    p.add_argument("--chunk", type=int, default=256, help="inputs read before decoding")
+    _add_decode_args(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score a model on a data split")
+    p.add_argument("model", help="model folder")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--data", help="a data file to use instead of the config's split")
+    p.add_argument("--limit", type=int, help="score only the first N examples")
+    p.add_argument("--output", help="write the hypotheses to this file")
+    _add_decode_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("data", help="prepare real data sets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    q = dsub.add_parser("prepare", help="fetch and prepare a data set")
+    q.add_argument("source", help="data set name: ddtp")
+    q.add_argument("--pair", default="de-en", help="ddtp: language pair src-tgt")
+    q.add_argument("--out", help="output folder (default data/<name>)")
+    q.add_argument("--lists-dir", help="ddtp: apt lists folder holding the Translation files")
+    q.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("average", help="average a run's best checkpoints into a model folder")
+    p.add_argument("run", help="run folder")
+    p.add_argument("checkpoints", nargs="*", help="checkpoint files (default: the kept best)")
+    p.add_argument("--out", help="output model folder (default RUN/averaged)")
+    p.set_defaults(func=cmd_average)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    try:
+        return args.func(args)
+    except TransduceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

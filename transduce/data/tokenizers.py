@@ -1,0 +1,290 @@
+"""Tokenizers: SentencePiece subwords and characters, with shared special ids.
+
+Every tokenizer uses ``pad=0, unk=1, bos=2, eos=3``. ``encode`` adds no bos/eos;
+``decode`` drops pad/bos/eos and renders unknown ids as ``⁇``. A trained pair of
+tokenizers is saved in a folder as model file(s) plus ``tokenizer.json``::
+
+    {"type": "sentencepiece", "shared": true, "src": "shared.spm.model", "tgt": "shared.spm.model"}
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import sentencepiece as spm
+
+from transduce.config import TokenizerConfig, TransduceError
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
+UNK_SURFACE = "⁇"
+_DROP_ON_DECODE = {PAD_ID, BOS_ID, EOS_ID}
+
+
+class Tokenizer:
+    """Interface: text <-> ids. Subclasses set ``kind`` and ``suffix`` (file name ending)."""
+
+    kind = ""
+    suffix = ""
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    def encode(self, text: str) -> list[int]:
+        """Text -> ids, without bos/eos."""
+        raise NotImplementedError
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Ids -> text; pad/bos/eos are ignored."""
+        raise NotImplementedError
+
+    def tokens(self, text: str) -> list[str]:
+        """Text -> pieces, for display."""
+        raise NotImplementedError
+
+    def save(self, directory: str | Path, prefix: str) -> str:
+        """Write ``<directory>/<prefix><suffix>``; returns the file name."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        raise NotImplementedError
+
+
+def _sample(texts: Sequence[str], limit: int) -> list[str]:
+    """At most ``limit`` non-empty texts, a seeded random subset when there are more."""
+    texts = [t for t in texts if t.strip()]
+    if limit and len(texts) > limit:
+        texts = random.Random(0).sample(texts, limit)
+    return texts
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """Subword tokenizer backed by the sentencepiece library (unigram or BPE)."""
+
+    kind = "sentencepiece"
+    suffix = ".spm.model"
+
+    def __init__(self, model_proto: bytes):
+        self.model_proto = model_proto
+        self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
+
+    @classmethod
+    def train(
+        cls,
+        texts: Sequence[str],
+        vocab_size: int = 8000,
+        model_type: str = "unigram",
+        character_coverage: float = 1.0,
+        max_sentences: int = 200_000,
+    ) -> SentencePieceTokenizer:
+        """Train in memory on ``texts``. ``vocab_size`` is a soft limit, so tiny data works."""
+        if model_type not in ("unigram", "bpe"):
+            raise TransduceError(
+                f"tokenizer.model_type '{model_type}' is not supported; use unigram or bpe"
+            )
+        sentences = _sample(texts, max_sentences)
+        if not sentences:
+            raise TransduceError("cannot train a SentencePiece tokenizer on no text")
+        model = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(sentences),
+                model_writer=model,
+                vocab_size=vocab_size,
+                hard_vocab_limit=False,  # a small corpus gets a smaller vocabulary, not a crash
+                model_type=model_type,
+                character_coverage=character_coverage,
+                pad_id=PAD_ID,
+                unk_id=UNK_ID,
+                bos_id=BOS_ID,
+                eos_id=EOS_ID,
+                # identity: decode(encode(x)) == x; NFKC would turn "…" into "..." and
+                # make detokenized output differ from references.
+                normalization_rule_name="identity",
+                max_sentence_length=1 << 16,
+                shuffle_input_sentence=True,
+                num_threads=4,
+                minloglevel=2,
+            )
+        except RuntimeError as e:
+            raise TransduceError(
+                f"SentencePiece training failed: {e}; try a different tokenizer.vocab_size"
+            ) from None
+        return cls(model.getvalue())
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text, out_type=int)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.sp.decode([int(i) for i in ids if int(i) not in _DROP_ON_DECODE])
+
+    def tokens(self, text: str) -> list[str]:
+        return self.sp.encode(text, out_type=str)
+
+    def save(self, directory: str | Path, prefix: str) -> str:
+        name = f"{prefix}{self.suffix}"
+        Path(directory, name).write_bytes(self.model_proto)
+        return name
+
+    @classmethod
+    def load(cls, path: str | Path) -> SentencePieceTokenizer:
+        path = Path(path)
+        try:
+            return cls(path.read_bytes())
+        except OSError as e:
+            raise TransduceError(f"cannot read tokenizer file {path}: {e.strerror or e}") from None
+        except RuntimeError:
+            raise TransduceError(f"{path} is not a valid SentencePiece model") from None
+
+
+class CharTokenizer(Tokenizer):
+    """One token per Unicode code point; the vocabulary is built from training text."""
+
+    kind = "char"
+    suffix = ".chars.json"
+
+    def __init__(self, chars: Sequence[str]):
+        self.chars = list(chars)
+        self.index = {c: i + len(SPECIALS) for i, c in enumerate(self.chars)}
+
+    @classmethod
+    def train(cls, texts: Iterable[str], character_coverage: float = 1.0) -> CharTokenizer:
+        """Most frequent characters first, keeping those that cover ``character_coverage``."""
+        counts = Counter()
+        for text in texts:
+            counts.update(text)
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        total, kept, covered = sum(counts.values()), [], 0
+        for char, n in ranked:
+            if kept and covered >= character_coverage * total:
+                break
+            kept.append(char)
+            covered += n
+        return cls(kept)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(SPECIALS) + len(self.chars)
+
+    def encode(self, text: str) -> list[int]:
+        return [self.index.get(c, UNK_ID) for c in text]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        out = []
+        for i in ids:
+            i = int(i)
+            if i in _DROP_ON_DECODE:
+                continue
+            j = i - len(SPECIALS)
+            out.append(self.chars[j] if 0 <= j < len(self.chars) else UNK_SURFACE)
+        return "".join(out)
+
+    def tokens(self, text: str) -> list[str]:
+        return [c if c in self.index else SPECIALS[UNK_ID] for c in text]
+
+    def save(self, directory: str | Path, prefix: str) -> str:
+        name = f"{prefix}{self.suffix}"
+        data = {"specials": list(SPECIALS), "chars": self.chars}
+        Path(directory, name).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        return name
+
+    @classmethod
+    def load(cls, path: str | Path) -> CharTokenizer:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            chars = data["chars"]
+            if not isinstance(chars, list) or not all(isinstance(c, str) for c in chars):
+                raise ValueError("'chars' must be a list of strings")
+        except OSError as e:
+            raise TransduceError(f"cannot read tokenizer file {path}: {e.strerror or e}") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise TransduceError(f"{path} is not a valid character vocabulary: {e}") from None
+        return cls(chars)
+
+
+TOKENIZERS: dict[str, type[Tokenizer]] = {
+    "sentencepiece": SentencePieceTokenizer,
+    "char": CharTokenizer,
+}
+
+
+def train_tokenizer(cfg: TokenizerConfig, texts: Sequence[str]) -> Tokenizer:
+    """Train one tokenizer of ``cfg.type`` on ``texts``."""
+    if cfg.type == "sentencepiece":
+        return SentencePieceTokenizer.train(
+            texts,
+            vocab_size=cfg.vocab_size,
+            model_type=cfg.model_type,
+            character_coverage=cfg.character_coverage,
+            max_sentences=cfg.max_train_sentences,
+        )
+    if cfg.type == "char":
+        return CharTokenizer.train(texts, character_coverage=cfg.character_coverage)
+    raise TransduceError(
+        f"tokenizer.type '{cfg.type}' is unknown; choose one of: {', '.join(TOKENIZERS)}"
+    )
+
+
+def build_tokenizers(
+    cfg: TokenizerConfig, src_texts: Sequence[str], tgt_texts: Sequence[str]
+) -> tuple[Tokenizer, Tokenizer]:
+    """Train (src, tgt) tokenizers; with ``cfg.shared`` one tokenizer is returned twice."""
+    if cfg.shared:
+        tok = train_tokenizer(cfg, list(src_texts) + list(tgt_texts))
+        return tok, tok
+    return train_tokenizer(cfg, src_texts), train_tokenizer(cfg, tgt_texts)
+
+
+def save_tokenizers(
+    directory: str | Path, src_tok: Tokenizer, tgt_tok: Tokenizer, shared: bool
+) -> None:
+    """Write the model file(s) and ``tokenizer.json`` into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if shared:
+        src_file = tgt_file = src_tok.save(directory, "shared")
+    else:
+        src_file, tgt_file = src_tok.save(directory, "src"), tgt_tok.save(directory, "tgt")
+    meta = {
+        "type": src_tok.kind,
+        "src_type": src_tok.kind,
+        "tgt_type": tgt_tok.kind,
+        "shared": shared,
+        "src": src_file,
+        "tgt": tgt_file,
+        "special_ids": {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID},
+    }
+    (directory / "tokenizer.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def load_tokenizers(directory: str | Path) -> tuple[Tokenizer, Tokenizer]:
+    """Load the (src, tgt) tokenizers that :func:`save_tokenizers` wrote."""
+    directory = Path(directory)
+    meta_path = directory / "tokenizer.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        kinds = (meta.get("src_type", meta["type"]), meta.get("tgt_type", meta["type"]))
+        files = (meta["src"], meta["tgt"])
+    except OSError as e:
+        raise TransduceError(f"cannot read {meta_path}: {e.strerror or e}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise TransduceError(f"{meta_path} is corrupt ({e}); re-save the tokenizers") from None
+    for kind in kinds:
+        if kind not in TOKENIZERS:
+            raise TransduceError(f"{meta_path}: unknown tokenizer type '{kind}'")
+    src = TOKENIZERS[kinds[0]].load(directory / files[0])
+    if meta.get("shared") or files[0] == files[1]:
+        return src, src
+    return src, TOKENIZERS[kinds[1]].load(directory / files[1])

@@ -1,0 +1,240 @@
+"""Attention: additive (Bahdanau), multiplicative (Luong dot/general), multi-head.
+
+All modules take a ``key_mask`` ``(B, S)`` bool, True for real keys, and give
+padded keys exactly zero weight. The RNN attentions let a decoder project the
+keys once per source (``project_keys``) and pass the result back as
+``keys_proj`` on every step. :class:`MultiHeadAttention` likewise exposes
+``project_kv`` (cross-attention: once per source) and ``append_kv``
+(self-attention: grow a cache by the new tokens' keys and values).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from transduce.config import ConfigError
+
+
+def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
+    """Softmax over the last dim where ``mask`` (broadcastable, True = keep) is False -> 0.
+
+    A large finite negative instead of ``-inf`` keeps a fully masked row finite
+    (uniform) rather than NaN, so one empty sequence cannot poison a batch.
+    """
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1)
+
+
+class AdditiveAttention(nn.Module):
+    """Bahdanau et al. (2015): ``score(q, k) = v^T tanh(W q + U k)``.
+
+    query_dim: width of the query (the decoder hidden state).
+    key_dim: width of the keys (the encoder memory).
+    hidden_dim: width of the tanh layer.
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.query_proj = nn.Linear(query_dim, hidden_dim, bias=False)
+        self.key_proj = nn.Linear(key_dim, hidden_dim)
+        self.energy = nn.Linear(hidden_dim, 1, bias=False)
+
+    def project_keys(self, keys: Tensor) -> Tensor:
+        """keys ``(B, S, Dk)`` -> ``U k`` ``(B, S, A)``; compute once per source."""
+        return self.key_proj(keys)
+
+    def forward(
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        key_mask: Tensor | None = None,
+        keys_proj: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """query ``(B, T, Dq)``, keys ``(B, S, Dk)``, values ``(B, S, Dv)``, mask ``(B, S)``.
+
+        Returns context ``(B, T, Dv)`` and weights ``(B, T, S)``.
+        """
+        if keys_proj is None:
+            keys_proj = self.project_keys(keys)
+        q = self.query_proj(query)  # (B, T, A)
+        scores = self.energy(torch.tanh(q.unsqueeze(2) + keys_proj.unsqueeze(1))).squeeze(-1)
+        mask = key_mask.unsqueeze(1) if key_mask is not None else None  # (B, 1, S)
+        weights = masked_softmax(scores, mask)  # (B, T, S)
+        return torch.bmm(weights, values), weights
+
+
+class MultiplicativeAttention(nn.Module):
+    """Luong et al. (2015): ``dot``: ``q . k``; ``general``: ``q . (W k)``.
+
+    ``general`` applies ``W`` to the keys rather than the query so the product
+    ``W k`` can be computed once per source and reused on every step.
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, kind: str = "general") -> None:
+        super().__init__()
+        if kind not in ("dot", "general"):
+            raise ConfigError(f"multiplicative attention is 'dot' or 'general', got {kind!r}")
+        if kind == "dot" and query_dim != key_dim:
+            raise ConfigError(
+                f"'dot' attention needs the decoder hidden_size ({query_dim}) to equal the "
+                f"encoder's output width ({key_dim}); use attention: general, or change the sizes"
+            )
+        self.kind = kind
+        self.key_proj = nn.Linear(key_dim, query_dim, bias=False) if kind == "general" else None
+
+    def project_keys(self, keys: Tensor) -> Tensor:
+        """keys ``(B, S, Dk)`` -> ``(B, S, Dq)`` (``W k`` for general, ``k`` for dot)."""
+        return self.key_proj(keys) if self.key_proj is not None else keys
+
+    def forward(
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        key_mask: Tensor | None = None,
+        keys_proj: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Same signature and shapes as :meth:`AdditiveAttention.forward`."""
+        if keys_proj is None:
+            keys_proj = self.project_keys(keys)
+        scores = torch.bmm(query, keys_proj.transpose(1, 2))  # (B, T, S)
+        mask = key_mask.unsqueeze(1) if key_mask is not None else None
+        weights = masked_softmax(scores, mask)
+        return torch.bmm(weights, values), weights
+
+
+def build_rnn_attention(kind: str, query_dim: int, key_dim: int) -> nn.Module | None:
+    """The attention an RNN decoder uses: none, bahdanau/additive, dot, general."""
+    if kind == "none":
+        return None
+    if kind in ("bahdanau", "additive"):
+        return AdditiveAttention(query_dim, key_dim, query_dim)
+    if kind in ("dot", "general"):
+        return MultiplicativeAttention(query_dim, key_dim, kind)
+    raise ConfigError(
+        f"model.decoder.attention: unknown attention {kind!r} "
+        "(one of: none, bahdanau, additive, dot, general)"
+    )
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product attention (Vaswani et al. 2017).
+
+    d_model: width of queries and of the output.
+    heads: number of heads; ``d_model`` must divide by it.
+    dropout: dropout on the attention weights (training only).
+    kv_dim: width of keys/values before projection (cross-attention over a memory
+        of another width); defaults to ``d_model``.
+
+    Keys and values are kept per head as ``(B, heads, S, d_head)``.
+    """
+
+    def __init__(
+        self, d_model: int, heads: int, dropout: float = 0.0, kv_dim: int | None = None
+    ) -> None:
+        super().__init__()
+        if d_model % heads != 0:
+            raise ConfigError(f"d_model ({d_model}) must be divisible by heads ({heads})")
+        kv_dim = kv_dim or d_model
+        self.heads = heads
+        self.d_head = d_model // heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(kv_dim, d_model)
+        self.v_proj = nn.Linear(kv_dim, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def _split(self, x: Tensor) -> Tensor:
+        """``(B, T, D)`` -> ``(B, heads, T, d_head)``."""
+        B, T, _ = x.shape
+        return x.view(B, T, self.heads, self.d_head).transpose(1, 2)
+
+    def project_kv(self, keys: Tensor, values: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """keys/values ``(B, S, kv_dim)`` -> k, v ``(B, heads, S, d_head)``."""
+        values = keys if values is None else values
+        return self._split(self.k_proj(keys)), self._split(self.v_proj(values))
+
+    def append_kv(
+        self, x: Tensor, cache: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Project new tokens ``x`` ``(B, T_new, D)`` and append them to ``cache``.
+
+        Returns new tensors ``(B, heads, T_past + T_new, d_head)``; the cache
+        passed in is left untouched (beam search may still hold it).
+        """
+        k, v = self.project_kv(x)
+        if cache is not None:
+            k = torch.cat([cache[0], k], dim=2)
+            v = torch.cat([cache[1], v], dim=2)
+        return k, v
+
+    def attend(
+        self,
+        query: Tensor,
+        k: Tensor,
+        v: Tensor,
+        key_mask: Tensor | None = None,
+        causal: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Attend from query ``(B, T, D)`` over projected ``k``, ``v`` ``(B, heads, S, d_head)``.
+
+        key_mask: ``(B, S)`` bool, True for real keys.
+        causal: query ``i`` sees keys ``0 .. i + (S - T)``: the last ``T`` keys are
+            the queries' own positions and the first ``S - T`` come from a cache.
+        Returns out ``(B, T, D)`` and, if ``need_weights``, weights ``(B, T, S)``
+        averaged over heads (else None).
+        """
+        B, T, _ = query.shape
+        S = k.size(2)
+        q = self._split(self.q_proj(query))  # (B, h, T, dh)
+        mask = None  # bool, True = may attend, broadcast to (B, h, T, S)
+        if key_mask is not None:
+            mask = key_mask[:, None, None, :]
+        if causal:
+            rows = torch.arange(T, device=q.device).unsqueeze(1) + (S - T)
+            allowed = torch.arange(S, device=q.device).unsqueeze(0) <= rows  # (T, S)
+            mask = allowed if mask is None else mask & allowed
+        p = self.dropout if self.training else 0.0
+        if need_weights:
+            scores = q @ k.transpose(-2, -1) * self.d_head**-0.5  # (B, h, T, S)
+            weights = masked_softmax(scores, mask)
+            out = F.dropout(weights, p) @ v if p > 0 else weights @ v
+            avg = weights.mean(dim=1)
+        else:
+            # Fast path. An additive float mask matches masked_softmax exactly on real
+            # keys and keeps fully masked rows finite, as the manual path does.
+            attn_mask = None
+            if mask is not None:
+                attn_mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device)
+                attn_mask = attn_mask.masked_fill(~mask, torch.finfo(q.dtype).min)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
+            avg = None
+        out = out.transpose(1, 2).reshape(B, T, self.heads * self.d_head)
+        return self.out_proj(out), avg
+
+    def forward(
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor | None = None,
+        key_mask: Tensor | None = None,
+        causal: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Uncached attention: project ``keys``/``values`` ``(B, S, kv_dim)`` and attend."""
+        k, v = self.project_kv(keys, values)
+        return self.attend(query, k, v, key_mask, causal, need_weights)
+
+
+__all__ = [
+    "AdditiveAttention",
+    "MultiHeadAttention",
+    "MultiplicativeAttention",
+    "build_rnn_attention",
+    "masked_softmax",
+]

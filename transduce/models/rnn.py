@@ -1,0 +1,357 @@
+"""RNN / LSTM / GRU encoder and decoder.
+
+Encoders (``rnn`` with a ``cell`` field, ``lstm``, ``gru``) embed tokens and run a
+(bi)directional RNN over packed sequences, so padding changes neither the
+memory nor the final state.
+
+Decoders (same three names) follow one of three classic designs, picked by
+``attention``:
+
+* ``none`` (Sutskever et al. 2014, with Cho et al.'s fixed context): the
+  encoder summary initialises the decoder through a bridge and is fed, with the
+  token embedding, at every step.
+* ``bahdanau`` / ``additive`` (Bahdanau et al. 2015): the previous top hidden
+  state attends over the memory; the context joins the input embedding.
+* ``dot`` / ``general`` (Luong et al. 2015): attention after the RNN step from
+  the top hidden state; ``h~ = tanh(W [c; h])``, fed into the next step when
+  ``input_feed`` is true.
+
+A pre-output layer maps to ``embed_dim`` so ``output_projection`` can be tied to
+the embedding. Decoder state (all batch first): ``h`` ``(B, layers, H)``, ``c``
+(LSTM) ``(B, layers, H)`` else None, ``feed`` ``(B, H)`` (Luong input feeding)
+else None, ``keys_proj`` ``(B, S, A)`` (the attention's key projection) else None,
+``context`` ``(B, D)`` (``none``: the fixed context) else None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from transduce.config import ConfigError
+from transduce.models.attention import build_rnn_attention
+from transduce.models.base import Decoder, DecoderState, Encoder, EncoderOutput
+from transduce.models.embeddings import build_token_embedding
+from transduce.registry import BuildContext, register_decoder, register_encoder
+
+_CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+_ATTENTIONS = ("none", "bahdanau", "additive", "dot", "general")
+
+
+def _cell_class(cell: str, where: str) -> type[nn.RNNBase]:
+    if cell not in _CELLS:
+        raise ConfigError(f"{where}.cell: unknown cell {cell!r} (one of: lstm, gru, rnn)")
+    return _CELLS[cell]
+
+
+def _check_positive(where: str, **sizes: int) -> None:
+    for name, value in sizes.items():
+        if value <= 0:
+            raise ConfigError(f"{where}.{name} must be positive, got {value}")
+
+
+# ----------------------------------------------------------------------------- encoder
+
+
+@dataclass
+class LSTMEncoderConfig:
+    embed_dim: int = 256
+    hidden_size: int = 256  # per direction
+    layers: int = 1
+    bidirectional: bool = True  # output_dim = 2 * hidden_size
+    dropout: float = 0.0  # on embeddings, between layers and on the outputs
+
+
+@dataclass
+class GRUEncoderConfig(LSTMEncoderConfig):
+    pass
+
+
+@dataclass
+class RNNEncoderConfig(LSTMEncoderConfig):
+    cell: str = "lstm"  # lstm | gru | rnn (Elman, tanh)
+
+
+class RecurrentEncoder(Encoder):
+    """Token embedding + (bi)RNN over packed sequences.
+
+    memory: ``(B, S, output_dim)``, zero at padding. final_state: for LSTM a tuple
+    ``(h, c)``, for GRU/RNN the tensor ``h``; each ``(B, layers, output_dim)`` with
+    the forward and backward final states of a layer concatenated.
+    """
+
+    cell = "lstm"
+
+    def __init__(self, cfg: LSTMEncoderConfig, ctx: BuildContext) -> None:
+        super().__init__()
+        cell = getattr(cfg, "cell", self.cell)
+        rnn_cls = _cell_class(cell, "model.encoder")
+        _check_positive("model.encoder", **_sizes(cfg))
+        self.cell = cell
+        self.embedding = build_token_embedding(ctx.src_vocab_size, cfg.embed_dim, ctx.pad_id)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.rnn = rnn_cls(
+            cfg.embed_dim,
+            cfg.hidden_size,
+            num_layers=cfg.layers,
+            batch_first=True,
+            bidirectional=cfg.bidirectional,
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+        )
+        self.layers = cfg.layers
+        self.directions = 2 if cfg.bidirectional else 1
+        self.output_dim = cfg.hidden_size * self.directions
+
+    def _batch_first(self, h: Tensor) -> Tensor:
+        """``(layers * dirs, B, H)`` -> ``(B, layers, dirs * H)``: fwd and bwd side by side."""
+        _, B, H = h.shape
+        h = h.view(self.layers, self.directions, B, H).permute(2, 0, 1, 3)
+        return h.reshape(B, self.layers, self.directions * H)
+
+    def forward(self, src: Tensor, src_mask: Tensor) -> EncoderOutput:
+        """src ``(B, S)`` ids, src_mask ``(B, S)`` -> memory ``(B, S, output_dim)``."""
+        S = src.size(1)
+        x = self.dropout(self.embedding(src))  # (B, S, E)
+        # An empty source still gets one (padding) step rather than crashing packing.
+        lengths = src_mask.sum(dim=1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, hx = self.rnn(packed)
+        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=S)
+        memory = self.dropout(memory)
+        if isinstance(hx, tuple):
+            final: Any = (self._batch_first(hx[0]), self._batch_first(hx[1]))
+        else:
+            final = self._batch_first(hx)
+        return EncoderOutput(memory=memory, mask=src_mask, final_state=final)
+
+
+def _sizes(cfg: Any) -> dict[str, int]:
+    return {k: getattr(cfg, k) for k in ("embed_dim", "hidden_size", "layers")}
+
+
+@register_encoder("rnn", RNNEncoderConfig)
+class RNNEncoder(RecurrentEncoder):
+    """``type: rnn``: the cell is chosen by ``cell``."""
+
+
+@register_encoder("lstm", LSTMEncoderConfig)
+class LSTMEncoder(RecurrentEncoder):
+    cell = "lstm"
+
+
+@register_encoder("gru", GRUEncoderConfig)
+class GRUEncoder(RecurrentEncoder):
+    cell = "gru"
+
+
+# ----------------------------------------------------------------------------- decoder
+
+
+@dataclass
+class LSTMDecoderConfig:
+    embed_dim: int = 256
+    hidden_size: int = 256
+    layers: int = 1
+    dropout: float = 0.0  # on embeddings, between layers and before the output layer
+    attention: str = "bahdanau"  # none | bahdanau | additive | dot | general
+    input_feed: bool = True  # dot/general: feed h~ into the next step (Luong)
+    bridge: bool = True  # init from the encoder's final state when it has one, else zeros
+
+
+@dataclass
+class GRUDecoderConfig(LSTMDecoderConfig):
+    pass
+
+
+@dataclass
+class RNNDecoderConfig(LSTMDecoderConfig):
+    cell: str = "lstm"  # lstm | gru | rnn (Elman, tanh)
+
+
+def _split_final(final_state: Any) -> tuple[Tensor | None, Tensor | None]:
+    """An encoder's final_state -> ``(h, c)``; c is None unless it is an LSTM pair."""
+    if final_state is None:
+        return None, None
+    if isinstance(final_state, Tensor):
+        return final_state, None
+    h = final_state[0]
+    return h, (final_state[1] if len(final_state) > 1 else None)
+
+
+class RecurrentDecoder(Decoder):
+    """RNN decoder with no, additive or multiplicative attention; see the module doc."""
+
+    cell = "lstm"
+
+    def __init__(self, cfg: LSTMDecoderConfig, ctx: BuildContext) -> None:
+        super().__init__()
+        cell = getattr(cfg, "cell", self.cell)
+        rnn_cls = _cell_class(cell, "model.decoder")
+        _check_positive("model.decoder", **_sizes(cfg))
+        if cfg.attention not in _ATTENTIONS:
+            raise ConfigError(
+                f"model.decoder.attention: unknown attention {cfg.attention!r} "
+                f"(one of: {', '.join(_ATTENTIONS)})"
+            )
+        if ctx.memory_dim <= 0:
+            raise ConfigError("an RNN decoder needs the encoder's output width (memory_dim)")
+        E, H, D, L = cfg.embed_dim, cfg.hidden_size, ctx.memory_dim, cfg.layers
+        self.cell, self.kind = cell, cfg.attention
+        self.luong = cfg.attention in ("dot", "general")
+        self.input_feed = self.luong and cfg.input_feed
+        self.layers, self.hidden_size, self.memory_dim = L, H, D
+        self.vocab_size = ctx.tgt_vocab_size
+        self.embedding = build_token_embedding(ctx.tgt_vocab_size, E, ctx.pad_id)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.attention = build_rnn_attention(cfg.attention, H, D)
+        # What joins the embedding at every step: fixed context (none), attention
+        # context (Bahdanau) or the previous attentional vector h~ (Luong input feeding).
+        extra = {"none": D, "bahdanau": D, "additive": D}.get(cfg.attention, 0)
+        extra = H if self.input_feed else extra
+        self.rnn = rnn_cls(
+            E + extra, H, num_layers=L, batch_first=True, dropout=cfg.dropout if L > 1 else 0.0
+        )
+        if self.luong:
+            self.combine = nn.Linear(D + H, H)  # h~ = tanh(W [c; h])
+            self.pre_output = nn.Linear(H, E)
+        else:
+            self.pre_output = nn.Linear(H + D, E)  # tanh(W [h; c]) with c attended or fixed
+        self.bridge_h = nn.Linear(D, H) if cfg.bridge else None
+        self.bridge_c = nn.Linear(D, H) if cfg.bridge and cell == "lstm" else None
+        self.output_projection = nn.Linear(E, ctx.tgt_vocab_size)
+
+    # -- state -------------------------------------------------------------------------
+
+    def _bridge(self, linear: nn.Linear | None, x: Tensor | None, B: int, like: Tensor) -> Tensor:
+        """Encoder final ``(B, L_enc, D)`` -> ``tanh(W x)`` ``(B, layers, H)``, or zeros."""
+        if linear is None or x is None:
+            return like.new_zeros(B, self.layers, self.hidden_size)
+        if x.size(-1) != self.memory_dim:
+            raise ConfigError(
+                f"the encoder's final state has width {x.size(-1)} but its output width is "
+                f"{self.memory_dim}; set bridge: false in the decoder config"
+            )
+        if x.size(1) != self.layers:
+            # Layer counts differ: every decoder layer starts from the top encoder layer.
+            x = x[:, -1:].expand(-1, self.layers, -1)
+        return torch.tanh(linear(x))
+
+    def init_state(self, enc_out: EncoderOutput) -> DecoderState:
+        """The state before the first target token."""
+        memory, mask = enc_out.memory, enc_out.mask
+        B = memory.size(0)
+        fh, fc = _split_final(enc_out.final_state)
+        h = self._bridge(self.bridge_h, fh, B, memory)
+        c = self._bridge(self.bridge_c, fc, B, memory) if self.cell == "lstm" else None
+        context = None
+        if self.kind == "none":
+            if fh is not None and fh.size(-1) == self.memory_dim:
+                context = fh[:, -1]  # top layer's final state (B, D)
+            else:  # e.g. Transformer or image encoders: the mean of the real memory
+                m = mask.unsqueeze(-1).to(memory.dtype)
+                context = (memory * m).sum(1) / m.sum(1).clamp(min=1.0)
+        keys_proj = self.attention.project_keys(memory) if self.attention is not None else None
+        feed = memory.new_zeros(B, self.hidden_size) if self.input_feed else None
+        return DecoderState(h=h, c=c, feed=feed, keys_proj=keys_proj, context=context)
+
+    def _hx(self, state: DecoderState) -> Any:
+        h = state.h.transpose(0, 1).contiguous()  # (L, B, H) for nn.RNN
+        return (h, state.c.transpose(0, 1).contiguous()) if self.cell == "lstm" else h
+
+    def _top(self, hx: Any) -> Tensor:
+        """Top layer's hidden state ``(B, H)``."""
+        return (hx[0] if isinstance(hx, tuple) else hx)[-1]
+
+    # -- forward -----------------------------------------------------------------------
+
+    def forward(
+        self, tgt_in: Tensor, enc_out: EncoderOutput, state: DecoderState | None = None
+    ) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """tgt_in ``(B, T)`` -> logits ``(B, T, V)``, new state, attention ``(B, T, S)``|None."""
+        if state is None:
+            state = self.init_state(enc_out)
+        memory, mask = enc_out.memory, enc_out.mask
+        emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
+        T = emb.size(1)
+        hx = self._hx(state)
+        feed, attn = state.feed, None
+        if self.kind == "none":
+            ctx = state.context.unsqueeze(1).expand(-1, T, -1)  # (B, T, D)
+            out, hx = self.rnn(torch.cat([emb, ctx], -1), hx)  # (B, T, H)
+            pre = torch.tanh(self.pre_output(torch.cat([out, ctx], -1)))
+        elif not self.luong:
+            # Bahdanau: the query at step t is the top hidden state *before* the step.
+            outs, ctxs, attns = [], [], []
+            for t in range(T):
+                c_t, w_t = self.attention(
+                    self._top(hx).unsqueeze(1), memory, memory, mask, state.keys_proj
+                )
+                o_t, hx = self.rnn(torch.cat([emb[:, t : t + 1], c_t], -1), hx)
+                outs.append(o_t)
+                ctxs.append(c_t)
+                attns.append(w_t)
+            out, ctx, attn = torch.cat(outs, 1), torch.cat(ctxs, 1), torch.cat(attns, 1)
+            pre = torch.tanh(self.pre_output(torch.cat([out, ctx], -1)))
+        elif self.input_feed:
+            # Luong with input feeding: h~_{t-1} joins the input, so steps run one by one.
+            tildes, attns = [], []
+            for t in range(T):
+                o_t, hx = self.rnn(torch.cat([emb[:, t : t + 1], feed.unsqueeze(1)], -1), hx)
+                c_t, w_t = self.attention(o_t, memory, memory, mask, state.keys_proj)
+                tilde = torch.tanh(self.combine(torch.cat([c_t, o_t], -1)))  # (B, 1, H)
+                feed = tilde.squeeze(1)
+                tildes.append(tilde)
+                attns.append(w_t)
+            pre = self.pre_output(torch.cat(tildes, 1))
+            attn = torch.cat(attns, 1)
+        else:
+            # Luong without input feeding: all steps in one RNN call, then attention.
+            out, hx = self.rnn(emb, hx)
+            c, attn = self.attention(out, memory, memory, mask, state.keys_proj)
+            pre = self.pre_output(torch.tanh(self.combine(torch.cat([c, out], -1))))
+        logits = self.output_projection(self.dropout(pre))
+        if isinstance(hx, tuple):
+            h, c = hx[0].transpose(0, 1), hx[1].transpose(0, 1)
+        else:
+            h, c = hx.transpose(0, 1), None
+        new_state = DecoderState(
+            h=h, c=c, feed=feed, keys_proj=state.keys_proj, context=state.context
+        )
+        return logits, new_state, attn
+
+
+@register_decoder("rnn", RNNDecoderConfig)
+class RNNDecoder(RecurrentDecoder):
+    """``type: rnn``: the cell is chosen by ``cell``."""
+
+
+@register_decoder("lstm", LSTMDecoderConfig)
+class LSTMDecoder(RecurrentDecoder):
+    cell = "lstm"
+
+
+@register_decoder("gru", GRUDecoderConfig)
+class GRUDecoder(RecurrentDecoder):
+    cell = "gru"
+
+
+__all__ = [
+    "GRUDecoder",
+    "GRUDecoderConfig",
+    "GRUEncoder",
+    "GRUEncoderConfig",
+    "LSTMDecoder",
+    "LSTMDecoderConfig",
+    "LSTMEncoder",
+    "LSTMEncoderConfig",
+    "RNNDecoder",
+    "RNNDecoderConfig",
+    "RNNEncoder",
+    "RNNEncoderConfig",
+    "RecurrentDecoder",
+    "RecurrentEncoder",
+]

@@ -1,0 +1,265 @@
+"""Transformer encoder and decoder (Vaswani et al. 2017), pre- or post-norm.
+
+The decoder decodes incrementally with a key/value cache kept in the
+:class:`DecoderState` (never on the module), all batch first:
+
+* ``self_k``, ``self_v``: per layer ``(B, heads, T_so_far, d_head)``: the
+  self-attention keys/values of every target position read so far. Its length
+  ``T_so_far`` is the positional offset of the next token.
+* ``cross_k``, ``cross_v``: per layer ``(B, heads, S, d_head)``: the memory
+  projected once, at the first call, and carried along.
+
+The cross-attention projects the memory from ``ctx.memory_dim`` to ``d_model``
+itself, so the decoder pairs with encoders of any width (an RNN, CNN or
+audio encoder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from transduce.config import ConfigError
+from transduce.models.attention import MultiHeadAttention
+from transduce.models.base import Decoder, DecoderState, Encoder, EncoderOutput
+from transduce.models.embeddings import (
+    build_positions,
+    build_token_embedding,
+    embed_tokens,
+    embedding_scale,
+)
+from transduce.registry import BuildContext, register_decoder, register_encoder
+
+KV = tuple[Tensor, Tensor]
+
+
+@dataclass
+class TransformerEncoderConfig:
+    d_model: int = 512
+    heads: int = 8
+    ff_dim: int = 2048
+    layers: int = 6
+    dropout: float = 0.1  # on embeddings, sublayer outputs and inside the feed-forward
+    attention_dropout: float = 0.0  # on attention weights
+    activation: str = "relu"  # relu | gelu
+    norm_first: bool = True  # pre-norm (with a final LayerNorm); false = post-norm
+    positions: str = "sinusoidal"  # sinusoidal | learned
+    max_positions: int = 1024  # learned positions stop here; sinusoidal ones extend
+    embed_scale: bool = True  # multiply token embeddings by sqrt(d_model)
+
+
+@dataclass
+class TransformerDecoderConfig(TransformerEncoderConfig):
+    pass
+
+
+def _validate(cfg: TransformerEncoderConfig, where: str) -> None:
+    for name in ("d_model", "heads", "ff_dim", "layers", "max_positions"):
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{where}.{name} must be positive, got {getattr(cfg, name)}")
+    if cfg.d_model % cfg.heads != 0:
+        raise ConfigError(
+            f"{where}.d_model ({cfg.d_model}) must be divisible by {where}.heads ({cfg.heads})"
+        )
+    for name in ("dropout", "attention_dropout"):
+        if not 0.0 <= getattr(cfg, name) < 1.0:
+            raise ConfigError(f"{where}.{name} must be in [0, 1), got {getattr(cfg, name)}")
+    if cfg.activation not in ("relu", "gelu"):
+        raise ConfigError(f"{where}.activation must be relu or gelu, got {cfg.activation!r}")
+    if cfg.positions not in ("sinusoidal", "learned"):
+        raise ConfigError(f"{where}.positions must be sinusoidal or learned, got {cfg.positions!r}")
+
+
+class FeedForward(nn.Module):
+    """Position-wise ``Linear(d, ff) -> act -> dropout -> Linear(ff, d)``."""
+
+    def __init__(self, d_model: int, ff_dim: int, activation: str, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, ff_dim)
+        self.fc2 = nn.Linear(ff_dim, d_model)
+        self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.dropout(self.act(self.fc1(x))))
+
+
+class _Residual(nn.Module):
+    """A sublayer's residual connection with its LayerNorm before (pre) or after (post)."""
+
+    def __init__(self, d_model: int, norm_first: bool, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.norm_first = norm_first
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+        if self.norm_first:
+            return x + self.dropout(fn(self.norm(x)))
+        return self.norm(x + self.dropout(fn(x)))
+
+
+class TransformerEncoderLayer(nn.Module):
+    def __init__(self, cfg: TransformerEncoderConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.self_attn = MultiHeadAttention(d, cfg.heads, cfg.attention_dropout)
+        self.ff = FeedForward(d, cfg.ff_dim, cfg.activation, cfg.dropout)
+        self.res_attn = _Residual(d, cfg.norm_first, cfg.dropout)
+        self.res_ff = _Residual(d, cfg.norm_first, cfg.dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x ``(B, S, D)``, mask ``(B, S)`` -> ``(B, S, D)``."""
+        x = self.res_attn(x, lambda h: self.self_attn(h, h, key_mask=mask)[0])
+        return self.res_ff(x, self.ff)
+
+
+class TransformerDecoderLayer(nn.Module):
+    def __init__(self, cfg: TransformerEncoderConfig, memory_dim: int) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.self_attn = MultiHeadAttention(d, cfg.heads, cfg.attention_dropout)
+        self.cross_attn = MultiHeadAttention(d, cfg.heads, cfg.attention_dropout, memory_dim)
+        self.ff = FeedForward(d, cfg.ff_dim, cfg.activation, cfg.dropout)
+        self.res_self = _Residual(d, cfg.norm_first, cfg.dropout)
+        self.res_cross = _Residual(d, cfg.norm_first, cfg.dropout)
+        self.res_ff = _Residual(d, cfg.norm_first, cfg.dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        self_cache: KV | None,
+        cross_kv: KV,
+        memory_mask: Tensor,
+        need_weights: bool,
+    ) -> tuple[Tensor, KV, Tensor | None]:
+        """x ``(B, T_new, D)`` -> x, the grown self-attention cache, cross weights ``(B, T, S)``."""
+        grown: list[KV] = []
+        weights: list[Tensor | None] = [None]
+
+        def self_block(h: Tensor) -> Tensor:
+            # The new tokens' keys/values join the cache before attending, so each
+            # token also sees itself; the causal mask hides later tokens.
+            k, v = self.self_attn.append_kv(h, self_cache)
+            grown.append((k, v))
+            return self.self_attn.attend(h, k, v, causal=True)[0]
+
+        def cross_block(h: Tensor) -> Tensor:
+            out, weights[0] = self.cross_attn.attend(
+                h, *cross_kv, key_mask=memory_mask, need_weights=need_weights
+            )
+            return out
+
+        x = self.res_self(x, self_block)
+        x = self.res_cross(x, cross_block)
+        x = self.res_ff(x, self.ff)
+        return x, grown[0], weights[0]
+
+
+@register_encoder("transformer", TransformerEncoderConfig)
+class TransformerEncoder(Encoder):
+    """Token embedding + positions + a stack of self-attention layers.
+
+    memory: ``(B, S, d_model)``, zero at padding; final_state: None.
+    """
+
+    def __init__(self, cfg: TransformerEncoderConfig, ctx: BuildContext) -> None:
+        super().__init__()
+        _validate(cfg, "model.encoder")
+        d = cfg.d_model
+        self.output_dim = d
+        self.scale = embedding_scale(d, cfg.embed_scale)
+        self.embedding = build_token_embedding(ctx.src_vocab_size, d, ctx.pad_id, std=d**-0.5)
+        self.positions = build_positions(cfg.positions, d, cfg.max_positions)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(TransformerEncoderLayer(cfg) for _ in range(cfg.layers))
+        # Pre-norm leaves the residual stream un-normalised; normalise it once at the end.
+        self.final_norm = nn.LayerNorm(d) if cfg.norm_first else nn.Identity()
+
+    def forward(self, src: Tensor, src_mask: Tensor) -> EncoderOutput:
+        """src ``(B, S)`` ids, src_mask ``(B, S)`` -> memory ``(B, S, d_model)``."""
+        x = self.dropout(self.positions(embed_tokens(self.embedding, src, self.scale)))
+        for layer in self.layers:
+            x = layer(x, src_mask)
+        memory = self.final_norm(x).masked_fill(~src_mask.unsqueeze(-1), 0.0)
+        return EncoderOutput(memory=memory, mask=src_mask, final_state=None)
+
+
+@register_decoder("transformer", TransformerDecoderConfig)
+class TransformerDecoder(Decoder):
+    """Causal self-attention + cross-attention over any memory; cached incremental decoding.
+
+    Returns cross-attention weights of the last layer averaged over heads.
+    """
+
+    def __init__(self, cfg: TransformerDecoderConfig, ctx: BuildContext) -> None:
+        super().__init__()
+        _validate(cfg, "model.decoder")
+        if ctx.memory_dim <= 0:
+            raise ConfigError("a Transformer decoder needs the encoder's output width (memory_dim)")
+        d = cfg.d_model
+        self.vocab_size = ctx.tgt_vocab_size
+        self.scale = embedding_scale(d, cfg.embed_scale)
+        self.embedding = build_token_embedding(ctx.tgt_vocab_size, d, ctx.pad_id, std=d**-0.5)
+        self.positions = build_positions(cfg.positions, d, cfg.max_positions)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(
+            TransformerDecoderLayer(cfg, ctx.memory_dim) for _ in range(cfg.layers)
+        )
+        self.final_norm = nn.LayerNorm(d) if cfg.norm_first else nn.Identity()
+        self.output_projection = nn.Linear(d, ctx.tgt_vocab_size)
+
+    def init_state(self, enc_out: EncoderOutput) -> DecoderState:
+        """Project the memory for every layer's cross-attention; empty self-attention caches."""
+        cross = [layer.cross_attn.project_kv(enc_out.memory) for layer in self.layers]
+        B = enc_out.memory.size(0)
+        empty = [
+            enc_out.memory.new_zeros(B, layer.self_attn.heads, 0, layer.self_attn.d_head)
+            for layer in self.layers
+        ]
+        return DecoderState(
+            self_k=list(empty),
+            self_v=list(empty),
+            cross_k=[k for k, _ in cross],
+            cross_v=[v for _, v in cross],
+        )
+
+    def forward(
+        self, tgt_in: Tensor, enc_out: EncoderOutput, state: DecoderState | None = None
+    ) -> tuple[Tensor, DecoderState, Tensor | None]:
+        """tgt_in ``(B, T)`` -> logits ``(B, T, V)``, new state, attention ``(B, T, S)``."""
+        if state is None:
+            state = self.init_state(enc_out)
+        offset = state.self_k[0].size(2)  # target positions already read
+        x = embed_tokens(self.embedding, tgt_in, self.scale)
+        x = self.dropout(self.positions(x, offset))  # (B, T, D)
+        self_k, self_v, attn = [], [], None
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            # An empty cache is passed as None so the first keys keep the autocast dtype.
+            cache = (state.self_k[i], state.self_v[i]) if offset > 0 else None
+            x, (k, v), w = layer(
+                x,
+                cache,
+                (state.cross_k[i], state.cross_v[i]),
+                enc_out.mask,
+                need_weights=i == last,
+            )
+            self_k.append(k)
+            self_v.append(v)
+            attn = w if w is not None else attn
+        logits = self.output_projection(self.final_norm(x))
+        new_state = DecoderState(
+            self_k=self_k, self_v=self_v, cross_k=state.cross_k, cross_v=state.cross_v
+        )
+        return logits, new_state, attn
+
+
+__all__ = [
+    "TransformerDecoder",
+    "TransformerDecoderConfig",
+    "TransformerEncoder",
+    "TransformerEncoderConfig",
+]

@@ -1,0 +1,151 @@
+"""What every task provides: reading, tokenizing, collating, detokenizing, metrics.
+
+A task owns nothing else: the model, the trainer and the searches are shared.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from transduce.config import Config, ConfigError
+from transduce.data.batching import pad_batch
+from transduce.data.tokenizers import BOS_ID, EOS_ID
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(name: str):
+    def wrap(cls: type[Task]) -> type[Task]:
+        TASKS[name] = cls
+        cls.name = name
+        return cls
+
+    return wrap
+
+
+def build_task(cfg: Config) -> Task:
+    import transduce.tasks  # noqa: F401  (registers the built-in tasks)
+
+    if cfg.task not in TASKS:
+        raise ConfigError(f"task: unknown task '{cfg.task}' (registered: {', '.join(TASKS)})")
+    return TASKS[cfg.task](cfg)
+
+
+@dataclass
+class Example:
+    """One training or evaluation item.
+
+    src: token ids (list of int) or a feature tensor, as the encoder expects.
+    tgt: target ids without bos/eos.
+    ref: the reference text the metric compares against.
+    """
+
+    src: Any
+    tgt: list[int]
+    ref: str
+    src_text: str = ""
+
+    @property
+    def src_len(self) -> int:
+        return len(self.src)
+
+
+@dataclass
+class Batch:
+    """A padded batch. src ``(B, S)`` (or ``(B, S, F)``), masks True = real."""
+
+    src: Tensor
+    src_mask: Tensor
+    tgt_in: Tensor  # (B, T): bos + target
+    tgt_out: Tensor  # (B, T): target + eos, pad elsewhere
+    n_tokens: int  # real target tokens, eos included
+    refs: list[str] = field(default_factory=list)
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(
+            self.src.to(device),
+            self.src_mask.to(device),
+            self.tgt_in.to(device),
+            self.tgt_out.to(device),
+            self.n_tokens,
+            self.refs,
+        )
+
+
+def target_tensors(tgts: list[list[int]]) -> tuple[Tensor, Tensor, int]:
+    """Targets -> (tgt_in = bos + y, tgt_out = y + eos, number of real tokens)."""
+    tgt_in, _ = pad_batch([[BOS_ID, *t] for t in tgts])
+    tgt_out, mask = pad_batch([[*t, EOS_ID] for t in tgts])
+    return tgt_in, tgt_out, int(mask.sum())
+
+
+class Task(abc.ABC):
+    """Base class; see :class:`transduce.tasks.translation.TranslationTask`."""
+
+    name = "task"
+    metric_names: tuple[str, ...] = ()
+    # The metric that picks the best checkpoint when train.early_stop_metric is a task default.
+    higher_is_better: dict[str, bool] = {}
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    # tokenizers / vocabularies -------------------------------------------------
+    @abc.abstractmethod
+    def fit(self, train_items: list) -> None:
+        """Build tokenizers from the training items."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def save(self, directory: Path) -> None:
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def load(self, directory: Path) -> None:
+        raise NotImplementedError
+
+    @property
+    @abc.abstractmethod
+    def src_vocab_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    @abc.abstractmethod
+    def tgt_vocab_size(self) -> int:
+        raise NotImplementedError
+
+    # data ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def read_split(self, split: str) -> list:
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def examples(self, items: list, train: bool = False) -> list[Example]:
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def collate(self, examples: list[Example], train: bool = False) -> Batch:
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def encode_inputs(self, inputs: list) -> tuple[Tensor, Tensor]:
+        """Raw inputs (texts, paths) -> ``src``, ``src_mask`` for the encoder."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def input_lengths(self, inputs: list) -> list[int]:
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def detokenize(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    def score(self, hyps: list[str], refs: list[str]) -> dict:
+        raise NotImplementedError

@@ -1,0 +1,55 @@
+"""Label-smoothed cross entropy.
+
+With smoothing ``eps`` and vocabulary size ``V``, the target distribution puts
+``1 - eps`` on the reference token and spreads ``eps`` evenly over the other
+``V - 1`` tokens (``eps / (V - 1)`` each), so ``eps`` is exactly the probability
+mass taken away from the reference. (``torch.nn.functional.cross_entropy``'s
+``label_smoothing`` spreads ``eps`` over all ``V`` tokens instead.) Per token::
+
+    loss = (1 - eps) * nll + eps / (V - 1) * sum_{j != y} -log p_j
+
+Positions whose target is ``pad_id`` count nothing.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def label_smoothed_nll(
+    logits: Tensor, target: Tensor, pad_id: int, smoothing: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Summed label-smoothed loss over the non-padding target tokens.
+
+    Args:
+        logits: ``(B, T, V)`` unnormalised scores (any float dtype; computed in float32).
+        target: ``(B, T)`` token ids; ``pad_id`` marks padding.
+        pad_id: the padding id, ignored.
+        smoothing: ``eps`` in ``[0, 1)``; 0 gives plain cross entropy.
+
+    Returns:
+        ``(loss_sum, nll_sum, n_tokens)``: 0-dim tensors; the first two are float32
+        sums (``loss_sum`` carries the gradient, ``nll_sum`` is detached, for
+        perplexity), ``n_tokens`` the int64 count of non-padding targets. Divide
+        by ``n_tokens`` yourself (summed over accumulated batches) for a mean.
+    """
+    if logits.shape[:-1] != target.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match: "
+            "expected (B, T, V) and (B, T)"
+        )
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
+    vocab = logits.size(-1)
+    mask = target.ne(pad_id)  # (B, T)
+    lprobs = F.log_softmax(logits.float(), dim=-1)  # (B, T, V)
+    safe_target = target.masked_fill(~mask, 0)  # pad_id may be outside [0, V)
+    nll = -lprobs.gather(-1, safe_target.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    nll = nll.masked_fill(~mask, 0.0)
+    if smoothing > 0.0 and vocab > 1:
+        total = -lprobs.sum(dim=-1).masked_fill(~mask, 0.0)  # (B, T) sum over all V
+        loss = (1.0 - smoothing) * nll + smoothing / (vocab - 1) * (total - nll)
+    else:
+        loss = nll
+    return loss.sum(), nll.sum().detach(), mask.sum()

@@ -1,0 +1,368 @@
+"""The training loop: read it top to bottom in :meth:`Trainer.fit`.
+
+A run folder holds:
+
+* ``config.yaml``: the full resolved config,
+* ``vocab/``: the tokenizer files,
+* ``last.pt`` and ``ckpt-*.pt``: training checkpoints (model, optimizer,
+  scheduler, random states, position in the data), written atomically,
+* ``best/`` and ``last/``: model folders for ``transduce predict``,
+* ``tb/``: TensorBoard logs, ``train.log``: the text log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from transduce.config import Config, ConfigError, TransduceError
+from transduce.data.batching import token_batches
+from transduce.inference import save_model_dir, search
+from transduce.models.seq2seq import EncoderDecoder, build_model
+from transduce.tasks import Example, Task, build_task
+from transduce.training.checkpoint import (
+    CheckpointManager,
+    average_checkpoints,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+)
+from transduce.training.loss import label_smoothed_nll
+from transduce.training.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger("transduce.train")
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint so a resume continues exactly."""
+
+    step: int = 0  # optimizer updates done
+    epoch: int = 0
+    batch: int = 0  # next batch index within the epoch
+    seconds: float = 0.0  # training time so far, across resumes
+    best: float | None = None
+    bad_validations: int = 0
+    last_valid_step: int = -1
+    history: list = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: '{name}' asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def autocast_context(precision: str, device: torch.device):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("train.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+        return torch.autocast("cuda", dtype=torch.float16)
+    raise ConfigError(f"train.precision: '{precision}' is not one of fp32, bf16, fp16")
+
+
+def model_width(cfg: Config) -> int | None:
+    dec = cfg.model.decoder
+    return dec.get("d_model") or dec.get("hidden_size")
+
+
+class Trainer:
+    """Train ``cfg`` into ``run_dir``; ``resume=True`` continues from ``run_dir/last.pt``."""
+
+    def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False) -> None:
+        t = cfg.train
+        if not (t.max_steps or t.max_epochs or t.max_minutes):
+            raise ConfigError("set one of train.max_steps, train.max_epochs, train.max_minutes")
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.device = resolve_device(t.device)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.task: Task = build_task(cfg)
+        self.metric = t.early_stop_metric
+        self.higher_is_better = self.task.higher_is_better.get(self.metric, True)
+        if self.metric != "loss" and self.metric not in self.task.metric_names:
+            raise ConfigError(
+                f"train.early_stop_metric: '{self.metric}' is not reported by task "
+                f"'{cfg.task}' (choose loss or one of {', '.join(self.task.metric_names)})"
+            )
+
+    # set-up --------------------------------------------------------------------
+    def _prepare(self) -> None:
+        cfg, run = self.cfg, self.run_dir
+        last = run / "last.pt"
+        if last.exists() and not self.resume:
+            raise TransduceError(
+                f"{run} already holds a training run; pass --resume to continue it "
+                "or choose another --run-dir"
+            )
+        if self.resume and not last.exists():
+            raise TransduceError(f"cannot resume: {last} does not exist")
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        handler = logging.FileHandler(run / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+        torch.manual_seed(cfg.train.seed)
+        train_items = self.task.read_split("train")
+        valid_items = self.task.read_split("valid")
+        if self.resume:
+            self.task.load(run / "vocab")
+        else:
+            self.task.fit(train_items)
+            self.task.save(run / "vocab")
+        self.train_examples: list[Example] = self.task.examples(train_items, train=True)
+        self.valid_examples: list[Example] = self.task.examples(valid_items)
+        self.model: EncoderDecoder = build_model(
+            cfg.model, self.task.src_vocab_size, self.task.tgt_vocab_size
+        ).to(self.device)
+        self.optimizer = build_optimizer(self.model, cfg.train)
+        self.scheduler = build_scheduler(
+            self.optimizer, cfg.train, cfg.train.max_steps or None, model_width(cfg)
+        )
+        self.checkpoints = CheckpointManager(run, cfg.train.keep_best, self.higher_is_better)
+        self.progress = Progress()
+        if self.resume:
+            state = load_checkpoint(last)
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.progress = Progress(**state["progress"])
+            restore_rng_state(state["rng"])
+            log.info("resumed at step %d (epoch %d, batch %d)", *self._position())
+        n_params = sum(p.numel() for p in self.model.parameters())
+        log.info(
+            "%d training and %d validation examples; model with %.2fM parameters on %s",
+            len(self.train_examples),
+            len(self.valid_examples),
+            n_params / 1e6,
+            self.device,
+        )
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(run / "tb"), purge_step=self.progress.step or None)
+
+    def _position(self) -> tuple[int, int, int]:
+        p = self.progress
+        return p.step, p.epoch, p.batch
+
+    def _state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "progress": self.progress.__dict__.copy(),
+            "step": self.progress.step,
+            "rng": capture_rng_state(),
+        }
+
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        ex = self.train_examples
+        return token_batches(
+            [e.src_len for e in ex],
+            [len(e.tgt) + 1 for e in ex],
+            self.cfg.train.batch_tokens,
+            shuffle=True,
+            seed=self.cfg.train.seed,
+            epoch=epoch,
+        )
+
+    # the loop ------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train until a limit is reached; return a summary of the run."""
+        self._prepare()
+        t, p = self.cfg.train, self.progress
+        total = t.max_steps or None
+        bar = tqdm(
+            total=total, initial=p.step, disable=not t.progress, unit="step", dynamic_ncols=True
+        )
+        started = time.monotonic() - p.seconds
+        tokens_seen, window_start = 0, time.monotonic()
+        stop = self._should_stop(started)
+        while not stop:
+            batches = self._epoch_batches(p.epoch)
+            groups = [batches[i : i + t.accumulate] for i in range(0, len(batches), t.accumulate)]
+            for k in range(p.batch // t.accumulate, len(groups)):
+                loss, n_tokens = self._update(groups[k])
+                p.step += 1
+                p.batch = (k + 1) * t.accumulate
+                p.seconds = time.monotonic() - started
+                tokens_seen += n_tokens
+                bar.update(1)
+                if p.step % t.log_every == 0 or p.step == 1:
+                    rate = tokens_seen / max(time.monotonic() - window_start, 1e-9)
+                    tokens_seen, window_start = 0, time.monotonic()
+                    self._log_train(bar, loss, rate, started)
+                if p.step % t.valid_every == 0:
+                    stop = self._validate_and_save()
+                stop = stop or self._should_stop(started)
+                if stop:
+                    break
+            else:
+                p.epoch += 1
+                p.batch = 0
+                stop = self._should_stop(started)
+        bar.close()
+        if p.last_valid_step != p.step:
+            self._validate_and_save()
+        return self._finish()
+
+    def _should_stop(self, started: float) -> bool:
+        t, p = self.cfg.train, self.progress
+        if t.max_steps and p.step >= t.max_steps:
+            return True
+        if t.max_epochs and p.epoch >= t.max_epochs:
+            return True
+        if t.max_minutes and time.monotonic() - started >= 60 * t.max_minutes:
+            return True
+        return bool(t.patience and p.bad_validations >= t.patience)
+
+    def _update(self, group: list[list[int]]) -> tuple[float, int]:
+        """One optimizer update over a group of batches (gradient accumulation)."""
+        self.model.train()
+        batches = [
+            self.task.collate([self.train_examples[i] for i in b], train=True) for b in group
+        ]
+        group_tokens = sum(b.n_tokens for b in batches)
+        self.optimizer.zero_grad(set_to_none=True)
+        nll_total = 0.0
+        for batch in batches:
+            batch = batch.to(self.device)
+            with autocast_context(self.cfg.train.precision, self.device):
+                logits, _ = self.model(batch.src, batch.src_mask, batch.tgt_in)
+            loss, nll, _ = label_smoothed_nll(
+                logits.float(), batch.tgt_out, 0, self.cfg.train.label_smoothing
+            )
+            (loss / group_tokens).backward()
+            nll_total += float(nll)
+        if self.cfg.train.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        return nll_total / max(group_tokens, 1), group_tokens
+
+    def _log_train(self, bar: tqdm, loss: float, tokens_per_s: float, started: float) -> None:
+        p, t = self.progress, self.cfg.train
+        lr = self.scheduler.get_lr()
+        postfix = {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{tokens_per_s:,.0f}"}
+        if t.max_minutes:
+            left = max(0.0, 60 * t.max_minutes - (time.monotonic() - started))
+            postfix["left"] = f"{left / 60:.1f}m"
+        bar.set_postfix(postfix, refresh=False)
+        self.tb.add_scalar("train/loss", loss, p.step)
+        self.tb.add_scalar("train/lr", lr, p.step)
+        self.tb.add_scalar("train/tokens_per_second", tokens_per_s, p.step)
+        log.info("step %d loss %.4f lr %.3e tok/s %.0f", p.step, loss, lr, tokens_per_s)
+
+    # validation ----------------------------------------------------------------
+    @torch.inference_mode()
+    def evaluate(self, examples: list[Example], max_sentences: int | None = None) -> dict:
+        """Loss over ``examples`` and the task's metrics on the first ``max_sentences``."""
+        self.model.eval()
+        batches = token_batches(
+            [e.src_len for e in examples],
+            [len(e.tgt) + 1 for e in examples],
+            self.cfg.train.batch_tokens,
+            shuffle=False,
+        )
+        nll_sum, n_tokens = 0.0, 0
+        for b in batches:
+            batch = self.task.collate([examples[i] for i in b]).to(self.device)
+            logits, _ = self.model(batch.src, batch.src_mask, batch.tgt_in)
+            _, nll, n = label_smoothed_nll(logits.float(), batch.tgt_out, 0, 0.0)
+            nll_sum += float(nll)
+            n_tokens += int(n)
+        results = {"loss": nll_sum / max(n_tokens, 1)}
+        results["ppl"] = math.exp(min(results["loss"], 50))
+        subset = examples[:max_sentences] if max_sentences else examples
+        dcfg = self.cfg.decode
+        dcfg = type(dcfg)(**{**dcfg.__dict__, "beam": self.cfg.train.valid_beam, "nbest": 1})
+        dcfg.sampling = False
+        hyps = decode_examples(self.model, self.task, subset, dcfg, self.device)
+        for name, metric in self.task.score(hyps, [e.ref for e in subset]).items():
+            results[name] = metric.score
+        results["sample"] = hyps[:3]
+        return results
+
+    def _validate_and_save(self) -> bool:
+        """Validate, keep the best checkpoints, write model folders; True = stop early."""
+        p, t = self.progress, self.cfg.train
+        results = self.evaluate(self.valid_examples, t.valid_max_sentences)
+        p.last_valid_step = p.step
+        score = results[self.metric]
+        improved = p.best is None or (score > p.best if self.higher_is_better else score < p.best)
+        if improved:
+            p.best, p.bad_validations = score, 0
+        else:
+            p.bad_validations += 1
+        # plateau schedules want a value where lower is better
+        if t.schedule == "plateau":
+            self.scheduler.observe(-score if self.higher_is_better else score)
+        numbers = {k: v for k, v in results.items() if isinstance(v, float)}
+        p.history.append({"step": p.step, **numbers})
+        for name, value in numbers.items():
+            self.tb.add_scalar(f"valid/{name}", value, p.step)
+        line = f"valid step {p.step}: " + " ".join(f"{k} {v:.3f}" for k, v in numbers.items())
+        line += "  (best)" if improved else f"  (no improvement {p.bad_validations}x)"
+        tqdm.write(line)
+        log.info(line)
+        log.info("sample: %s", " | ".join(results["sample"]))
+        state = self._state()
+        self.checkpoints.save_if_best(state, score)
+        self.checkpoints.save_last(state)
+        if improved:
+            save_model_dir(self.run_dir / "best", self.model, self.cfg, self.task)
+        return bool(t.patience and p.bad_validations >= t.patience)
+
+    def _finish(self) -> dict:
+        save_model_dir(self.run_dir / "last", self.model, self.cfg, self.task)
+        summary = {
+            "steps": self.progress.step,
+            "epochs": self.progress.epoch,
+            "seconds": round(self.progress.seconds, 1),
+            f"best_valid_{self.metric}": self.progress.best,
+            "history": self.progress.history,
+        }
+        if self.cfg.train.average_best and len(self.checkpoints.kept()) > 1:
+            self.model.load_state_dict(
+                average_checkpoints([k.path for k in self.checkpoints.kept()])
+            )
+            results = self.evaluate(self.valid_examples, self.cfg.train.valid_max_sentences)
+            save_model_dir(self.run_dir / "averaged", self.model, self.cfg, self.task)
+            summary[f"averaged_valid_{self.metric}"] = results[self.metric]
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self.tb.close()
+        return summary
+
+
+def decode_examples(
+    model: EncoderDecoder, task: Task, examples: list[Example], dcfg, device: torch.device
+) -> list[str]:
+    """Decode examples in length-sorted batches; return detokenized texts in order."""
+    order = sorted(range(len(examples)), key=lambda i: examples[i].src_len)
+    out = [""] * len(examples)
+    for start in range(0, len(order), dcfg.batch_size):
+        idx = order[start : start + dcfg.batch_size]
+        batch = task.collate([examples[i] for i in idx]).to(device)
+        hyps = search(model, batch.src, batch.src_mask, dcfg)
+        for i, h in zip(idx, hyps):
+            out[i] = task.detokenize(h[0].tokens)
+    return out
