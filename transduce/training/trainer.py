@@ -120,6 +120,7 @@ class Trainer:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
+        log.propagate = False  # the progress bar speaks to the terminal; the log goes to the file
 
         torch.manual_seed(cfg.train.seed)
         train_items = self.task.read_split("train")
