@@ -57,3 +57,29 @@ def test_existing_run_needs_resume_flag(trained_model):
     cfg = tiny_config(run.parent, TINY_TRANSFORMER)
     with pytest.raises(TransduceError, match="--resume"):
         Trainer(cfg, run).fit()
+
+
+def test_gru_bahdanau_with_characters_learns(data_dir, tmp_path):
+    model = {
+        "encoder": {"type": "gru", "embed_dim": 48, "hidden_size": 64},
+        "decoder": {"type": "gru", "embed_dim": 48, "hidden_size": 96, "attention": "bahdanau"},
+    }
+    cfg = tiny_config(data_dir, model, max_steps=80, valid_every=40, batch_tokens=3000)
+    cfg.tokenizer.type = "char"
+    summary = Trainer(cfg, tmp_path / "gru").fit()
+    from transduce.data.tokenizers import load_tokenizers
+
+    _, tgt_tok = load_tokenizers(tmp_path / "gru" / "vocab")
+    uniform = math.log(tgt_tok.vocab_size)
+    assert summary["history"][-1]["loss"] < 0.6 * uniform
+
+
+def test_bf16_autocast_trains_without_attention(data_dir, tmp_path):
+    model = {
+        "encoder": {"type": "lstm", "embed_dim": 64, "hidden_size": 64},
+        "decoder": {"type": "lstm", "embed_dim": 64, "hidden_size": 128, "attention": "none"},
+    }
+    cfg = tiny_config(data_dir, model, max_steps=60, valid_every=30, precision="bf16")
+    history = Trainer(cfg, tmp_path / "bf16").fit()["history"]
+    assert all(math.isfinite(h["loss"]) for h in history)
+    assert history[-1]["loss"] < 0.8 * math.log(600)

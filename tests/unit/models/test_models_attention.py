@@ -1,0 +1,131 @@
+"""Attention modules: exact numbers against references, masking, cached projections."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from transduce.config import ConfigError
+from transduce.models.attention import (
+    AdditiveAttention,
+    MultiHeadAttention,
+    MultiplicativeAttention,
+    build_rnn_attention,
+)
+
+B, T, S = 3, 4, 6
+
+
+def inputs(dq: int = 8, dk: int = 8) -> tuple[torch.Tensor, ...]:
+    torch.manual_seed(0)
+    q, k = torch.randn(B, T, dq), torch.randn(B, S, dk)
+    v = torch.randn(B, S, 5)
+    mask = torch.arange(S)[None, :] < torch.tensor([6, 2, 4])[:, None]
+    return q, k, v, mask
+
+
+def check_weights(w: torch.Tensor, mask: torch.Tensor) -> None:
+    torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
+    assert torch.all(w.masked_select(~mask[:, None, :].expand_as(w)) == 0)
+
+
+def test_additive_matches_formula_and_cached_keys() -> None:
+    q, k, v, mask = inputs(7, 9)
+    att = AdditiveAttention(7, 9, 10)
+    ctx, w = att(q, k, v, mask)
+    scores = att.energy(torch.tanh(att.query_proj(q)[:, :, None] + att.key_proj(k)[:, None]))
+    ref = torch.softmax(scores.squeeze(-1).masked_fill(~mask[:, None], float("-inf")), -1)
+    torch.testing.assert_close(w, ref)
+    torch.testing.assert_close(ctx, ref @ v)
+    check_weights(w, mask)
+    ctx2, w2 = att(q, k, v, mask, keys_proj=att.project_keys(k))
+    torch.testing.assert_close(ctx2, ctx)
+    torch.testing.assert_close(w2, w)
+
+
+@pytest.mark.parametrize("kind", ["dot", "general"])
+def test_multiplicative(kind: str) -> None:
+    q, k, v, mask = inputs()
+    att = MultiplicativeAttention(8, 8, kind)
+    ctx, w = att(q, k, v, mask)
+    keys = att.key_proj(k) if kind == "general" else k
+    ref = torch.softmax((q @ keys.transpose(1, 2)).masked_fill(~mask[:, None], -1e9), -1)
+    torch.testing.assert_close(w, ref)
+    torch.testing.assert_close(ctx, ref @ v)
+    check_weights(w, mask)
+    ctx2, _ = att(q, k, v, mask, keys_proj=att.project_keys(k))
+    torch.testing.assert_close(ctx2, ctx)
+
+
+def test_rnn_attention_config_errors() -> None:
+    with pytest.raises(ConfigError, match="dot"):
+        MultiplicativeAttention(8, 16, "dot")
+    with pytest.raises(ConfigError, match="unknown attention"):
+        build_rnn_attention("luong", 8, 8)
+    assert build_rnn_attention("none", 8, 8) is None
+
+
+def test_multihead_matches_torch_reference() -> None:
+    q, k, _, mask = inputs(16, 16)
+    mha = MultiHeadAttention(16, 4).eval()
+    ref = nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(
+            torch.cat([mha.q_proj.weight, mha.k_proj.weight, mha.v_proj.weight])
+        )
+        ref.in_proj_bias.copy_(torch.cat([mha.q_proj.bias, mha.k_proj.bias, mha.v_proj.bias]))
+        ref.out_proj.weight.copy_(mha.out_proj.weight)
+        ref.out_proj.bias.copy_(mha.out_proj.bias)
+    out, w = mha(q, k, key_mask=mask, need_weights=True)
+    ref_out, ref_w = ref(q, k, k, key_padding_mask=~mask, need_weights=True)
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(w, ref_w, atol=1e-6, rtol=1e-5)
+    check_weights(w, mask)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_multihead_fast_path_equals_weights_path(causal: bool) -> None:
+    x, _, _, mask = inputs(16, 16)
+    mha = MultiHeadAttention(16, 4).eval()
+    key_mask = torch.ones(B, T, dtype=torch.bool) if causal else None
+    slow, w = mha(x, x, key_mask=key_mask, causal=causal, need_weights=True)
+    fast, none = mha(x, x, key_mask=key_mask, causal=causal)
+    assert none is None
+    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=1e-5)
+    if causal:  # nothing after the query's own position
+        assert torch.all(w.triu(diagonal=1) == 0)
+
+
+def test_multihead_cache_equals_full_causal() -> None:
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 2).eval()
+    x = torch.randn(2, 5, 16)
+    full, _ = mha(x, x, causal=True)
+    cache, steps = None, []
+    for t in range(5):
+        new_cache = mha.append_kv(x[:, t : t + 1], cache)
+        if cache is not None:  # the old cache is not modified
+            assert cache[0].size(2) == t
+        cache = new_cache
+        steps.append(mha.attend(x[:, t : t + 1], *cache, causal=True)[0])
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-6, rtol=1e-5)
+    assert cache[0].shape == (2, 2, 5, 8)
+
+
+def test_multihead_cross_attention_other_width() -> None:
+    mha = MultiHeadAttention(16, 4, kv_dim=12)
+    k, v = mha.project_kv(torch.randn(2, 7, 12))
+    assert k.shape == v.shape == (2, 4, 7, 4)
+    out, w = mha.attend(torch.randn(2, 3, 16), k, v, need_weights=True)
+    assert out.shape == (2, 3, 16) and w.shape == (2, 3, 7)
+    with pytest.raises(ConfigError, match="divisible"):
+        MultiHeadAttention(10, 4)
+
+
+def test_fully_masked_row_stays_finite() -> None:
+    mha = MultiHeadAttention(8, 2)
+    x = torch.randn(1, 3, 8)
+    mask = torch.zeros(1, 3, dtype=torch.bool)
+    assert torch.isfinite(mha(x, x, key_mask=mask)[0]).all()
+    assert torch.isfinite(mha(x, x, key_mask=mask, need_weights=True)[0]).all()
