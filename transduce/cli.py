@@ -59,15 +59,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_inputs(files: list[str]):
-    from transduce.data.readers import read_lines
-
+def _read_inputs(task, files: list[str]):
     if not files or files == ["-"]:
         for line in sys.stdin:
             yield line.rstrip("\n")
         return
-    for f in files:
-        yield from read_lines(f)
+    yield from task.read_inputs(files)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -77,7 +74,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     options = _decode_options(args)
     # typing at a terminal: answer each line at once
     chunk = 1 if not args.inputs and sys.stdin.isatty() else args.chunk
-    for out in predictor.predict_stream(_read_inputs(args.inputs), chunk=chunk, **options):
+    for out in predictor.predict_stream(
+        _read_inputs(predictor.task, args.inputs), chunk=chunk, **options
+    ):
         if isinstance(out, list):
             print("\n".join(f"{rank}\t{text}" for rank, text in enumerate(out)))
         else:

@@ -74,6 +74,7 @@ class TrainConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     label_smoothing: float = 0.1
+    aux_losses: dict = field(default_factory=dict)  # extra loss terms by name: {coverage: 1.0}
     clip_norm: float = 1.0  # 0 disables clipping
     max_steps: int = 0  # 0 = no limit
     max_epochs: int = 0  # 0 = no limit

@@ -6,6 +6,7 @@ A task owns nothing else: the model, the trainer and the searches are shared.
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,15 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def collate(self, examples: list[Example], train: bool = False) -> Batch:
         raise NotImplementedError
+
+    def read_inputs(self, files: list[str]) -> Iterator:
+        """What ``transduce predict MODEL FILE...`` decodes: by default each line of each
+        file is one input (text tasks); tasks whose inputs are files (images, audio)
+        return the paths themselves."""
+        from transduce.data.readers import read_lines
+
+        for f in files:
+            yield from read_lines(f)
 
     @abc.abstractmethod
     def encode_inputs(self, inputs: list) -> tuple[Tensor, Tensor]:

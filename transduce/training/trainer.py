@@ -36,7 +36,7 @@ from transduce.training.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from transduce.training.loss import label_smoothed_nll
+from transduce.training.loss import build_aux_losses, label_smoothed_nll
 from transduce.training.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger("transduce.train")
@@ -95,6 +95,7 @@ class Trainer:
         if t.threads:
             torch.set_num_threads(t.threads)
         self.task: Task = build_task(cfg)
+        self.aux_losses = build_aux_losses(t.aux_losses)
         self.metric = t.early_stop_metric
         self.higher_is_better = self.task.higher_is_better.get(self.metric, True)
         if self.metric != "loss" and self.metric not in self.task.metric_names:
@@ -248,10 +249,13 @@ class Trainer:
         for batch in batches:
             batch = batch.to(self.device)
             with autocast_context(self.cfg.train.precision, self.device):
-                logits, _ = self.model(batch.src, batch.src_mask, batch.tgt_in)
+                enc_out = self.model.encode(batch.src, batch.src_mask)
+                logits, _, attn = self.model.decode(batch.tgt_in, enc_out)
             loss, nll, _ = label_smoothed_nll(
                 logits.float(), batch.tgt_out, 0, self.cfg.train.label_smoothing
             )
+            for _, weight, term in self.aux_losses:
+                loss = loss + weight * term(self.model, batch, enc_out, attn)
             (loss / group_tokens).backward()
             nll_total += float(nll)
         if self.cfg.train.clip_norm > 0:

@@ -73,3 +73,20 @@ def test_pad_id_outside_vocab_and_bf16() -> None:
 def test_shape_mismatch() -> None:
     with pytest.raises(ValueError, match="do not match"):
         label_smoothed_nll(torch.zeros(2, 3, 4), torch.zeros(2, 4, dtype=torch.long), 0, 0.1)
+
+
+def test_aux_losses_are_looked_up_by_name():
+    from transduce.config import ConfigError
+    from transduce.training.loss import AUX_LOSSES, build_aux_losses, register_aux_loss
+
+    @register_aux_loss("test_zero")
+    def zero(model, batch, enc_out, attn):
+        return torch.zeros(())
+
+    try:
+        [(name, weight, fn)] = build_aux_losses({"test_zero": 2})
+        assert (name, weight, fn) == ("test_zero", 2.0, zero)
+        with pytest.raises(ConfigError, match="unknown loss 'nope'"):
+            build_aux_losses({"nope": 1.0})
+    finally:
+        AUX_LOSSES.pop("test_zero")
