@@ -25,6 +25,11 @@ def _decode_options(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size,
         "len_penalty": args.len_penalty,
         "min_len": args.min_len,
+        "mode": args.mode,
+        "ctc_weight": args.ctc_weight,
+        "no_repeat_ngram": args.no_repeat_ngram,
+        "repetition_penalty": args.repetition_penalty,
+        "coverage_penalty": args.coverage_penalty,
     }
     if args.max_len is not None:
         options.update(max_len_a=0.0, max_len_b=args.max_len)
@@ -38,11 +43,22 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-len", type=int, help="maximum output length in tokens")
     g.add_argument("--min-len", type=int, help="minimum output length in tokens")
     g.add_argument("--len-penalty", type=float, help="beam score = logprob / length**penalty")
+    g.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size")
+    g.add_argument(
+        "--repetition-penalty", type=float, help="penalize generated tokens (>1, CTRL style)"
+    )
+    g.add_argument(
+        "--coverage-penalty", type=float, help="beam: rescore with Wu et al.'s coverage beta"
+    )
     g.add_argument("--sampling", action="store_true", help="sample instead of searching")
     g.add_argument("--temperature", type=float, help="sampling temperature")
     g.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
     g.add_argument("--top-p", type=float, help="sample from the nucleus of mass p")
     g.add_argument("--batch-size", type=int, help="inputs decoded together")
+    g.add_argument(
+        "--mode", choices=["attention", "ctc_greedy", "joint"], help="speech: decoding mode"
+    )
+    g.add_argument("--ctc-weight", type=float, help="speech, joint mode: weight of CTC scores")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
 
 
@@ -74,14 +90,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
     options = _decode_options(args)
     # typing at a terminal: answer each line at once
     chunk = 1 if not args.inputs and sys.stdin.isatty() else args.chunk
-    for out in predictor.predict_stream(
-        _read_inputs(predictor.task, args.inputs), chunk=chunk, **options
-    ):
+    if args.docs:
+        read_documents = getattr(predictor.task, "read_documents", None)
+        if read_documents is None:
+            raise TransduceError(f"--docs is not supported by task '{predictor.task.name}'")
+        inputs = read_documents(args.docs)
+    else:
+        inputs = _read_inputs(predictor.task, args.inputs)
+    if args.attention_plot:
+        return _predict_with_attention_plot(predictor, list(inputs), options, args.attention_plot)
+    for out in predictor.predict_stream(inputs, chunk=chunk, **options):
         if isinstance(out, list):
             print("\n".join(f"{rank}\t{text}" for rank, text in enumerate(out)))
         else:
             print(out)
         sys.stdout.flush()
+    return 0
+
+
+def _predict_with_attention_plot(predictor, inputs: list, options: dict, path: str) -> int:
+    """Print the best output per input and have the task draw its attention into ``path``."""
+    plot = getattr(predictor.task, "plot_attention", None)
+    if plot is None:
+        raise TransduceError(f"--attention-plot is not supported by task '{predictor.task.name}'")
+    dcfg = predictor.decode_config(**{**options, "nbest": 1})
+    hyps = [h[0] for h in predictor.hypotheses(inputs, dcfg, return_attention=True)]
+    for source, h in zip(inputs, hyps):
+        print(predictor.task.output_text(h.tokens, source))
+    plot(path, inputs, hyps)
+    print(f"attention plot: {path}", file=sys.stderr)
     return 0
 
 
@@ -103,6 +140,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{args.split}: {len(examples)} examples, model {args.model}")
     for name, r in results.items():
         print(f"{name.upper():6s} {r.score:6.2f}  {r.signature}")
+    baseline = getattr(task, "baseline", None)
+    if baseline is not None:
+        # a task's reference point without a model, e.g. summarization's lead-N
+        base = task.score(baseline(examples), [e.ref for e in examples])
+        print(f"baseline: {getattr(task, 'baseline_name', 'baseline')}")
+        for name, r in base.items():
+            print(f"{name.upper():6s} {r.score:6.2f}  {r.signature}")
     if args.output:
         Path(args.output).write_text("\n".join(hyps) + "\n", encoding="utf-8")
     return 0
@@ -156,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model folder, e.g. runs/x/best")
     p.add_argument("inputs", nargs="*", help="input files (default: stdin)")
     p.add_argument("--chunk", type=int, default=256, help="inputs read before decoding")
+    p.add_argument(
+        "--docs", nargs="+", metavar="FILE", help="summarization: each whole file is one document"
+    )
+    p.add_argument(
+        "--attention-plot",
+        metavar="PNG",
+        help="captioning: draw where the model looked for each generated word into this file",
+    )
     _add_decode_args(p)
     p.set_defaults(func=cmd_predict)
 
@@ -171,8 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="prepare real data sets")
     dsub = p.add_subparsers(dest="data_command", required=True)
     q = dsub.add_parser("prepare", help="fetch and prepare a data set")
-    q.add_argument("source", help="data set name: ddtp")
+    q.add_argument(
+        "source",
+        help="data set name: ddtp, debian-summaries, tuxpaint, emoji, speech-tts, asterisk",
+    )
     q.add_argument("--pair", default="de-en", help="ddtp: language pair src-tgt")
+    q.add_argument("--lang", default="en", help="debian-summaries: language (en, de, fr, es)")
+    q.add_argument(
+        "--max-src-words",
+        type=int,
+        default=400,
+        help="debian-summaries: count (not drop) documents longer than this",
+    )
     q.add_argument("--out", help="output folder (default data/<name>)")
     q.add_argument("--lists-dir", help="ddtp: apt lists folder holding the Translation files")
     q.set_defaults(func=cmd_data)

@@ -40,12 +40,13 @@ class DataConfig:
     test: str = "sample:ddtp-de-en/test.tsv"
     max_src_len: int = 256  # tokens; longer sources are truncated
     max_tgt_len: int = 256  # tokens; longer training targets are truncated
+    caption_lang: str = "en"  # captioning: which language of the captions to learn
 
 
 @dataclass
 class TokenizerConfig:
-    type: str = "sentencepiece"  # sentencepiece | char
-    vocab_size: int = 8000  # sentencepiece only
+    type: str = "sentencepiece"  # sentencepiece | char | word
+    vocab_size: int = 8000  # sentencepiece and word
     shared: bool = True  # one vocabulary for source and target
     model_type: str = "unigram"  # sentencepiece: unigram | bpe
     character_coverage: float = 1.0
@@ -101,11 +102,40 @@ class DecodeConfig:
     max_len_b: int = 10
     min_len: int = 1
     len_penalty: float = 1.0  # score / length ** len_penalty
+    no_repeat_ngram: int = 0  # forbid repeating any n-gram of this size; 0 = off
+    repetition_penalty: float = 1.0  # CTRL penalty on already generated tokens; 1.0 = off
+    coverage_penalty: float = 0.0  # beam: rescore with beta * sum_i log(min(cov_i, 1)); 0 = off
     sampling: bool = False
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
     batch_size: int = 32
+    mode: str = "attention"  # attention | ctc_greedy | joint (speech: CTC head needed)
+    ctc_weight: float = 0.3  # joint: score = (1 - w) * attention + w * CTC prefix score
+
+
+@dataclass
+class AudioConfig:
+    """Speech recognition: reading audio, features, training augmentation (task: speech)."""
+
+    sample_rate: int = 16000  # every input is resampled to this
+    n_mels: int = 80  # log-mel bins (25 ms windows, 10 ms hop)
+    max_seconds: float = 20.0  # training length; longer inputs are split at silences
+    min_seconds: float = 0.1  # shorter audio is an error
+    speed_perturb: list = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]; [] = off
+    noise_prob: float = 0.0  # share of training clips with added white noise
+    noise_snr_db: list = field(default_factory=lambda: [10.0, 30.0])  # SNR drawn uniformly
+    telephone_prob: float = 0.0  # share of training clips band-limited by an 8 kHz round trip
+    cache_audio: bool = True  # keep decoded training audio in memory (int16)
+
+
+@dataclass
+class ImageConfig:
+    """Image captioning: reading pictures and training augmentation (task: captioning)."""
+
+    size: int = 128  # every picture is letterboxed on white and resized to size x size
+    crop_scale: float = 0.6  # training: random resized crop of [crop_scale, 1] of the area; 1 = off
+    color_jitter: float = 0.2  # training: brightness/contrast/saturation factors in [1-x, 1+x]
 
 
 @dataclass
@@ -117,6 +147,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

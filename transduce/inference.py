@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from transduce.config import Config, DecodeConfig, TransduceError, config_from_dict
-from transduce.decoding import Hypothesis, beam_search, greedy_search, sample
+from transduce.decoding import Hypothesis, beam_search, build_processors, greedy_search, sample
 from transduce.models.seq2seq import EncoderDecoder, build_model
 from transduce.tasks import Task, build_task
 from transduce.training.checkpoint import load_model_weights, save_model_weights
@@ -31,10 +31,28 @@ def search(
     return_attention: bool = False,
     generator: torch.Generator | None = None,
 ) -> list[list[Hypothesis]]:
-    """Run the search ``dcfg`` asks for; max length is ``a * source length + b``."""
+    """Run the search ``dcfg`` asks for; max length is ``a * source length + b``.
+
+    ``no_repeat_ngram`` and ``repetition_penalty`` become logit processors for every
+    search. ``coverage_penalty`` (beam search only; Wu et al. 2016) rescores the
+    finished beam: ``score + beta * sum_i log(min(sum_t a_t,i, 1))`` over the real
+    source positions ``i``, from the attention every attentional decoder returns.
+    """
     src_lens = src_mask.sum(dim=1)
     max_len = (dcfg.max_len_a * src_lens.float() + dcfg.max_len_b).long().clamp(min=1)
-    common = dict(max_len=max_len, min_len=dcfg.min_len, return_attention=return_attention)
+    if dcfg.mode != "attention":  # speech: CTC greedy or joint CTC/attention beam search
+        from transduce.decoding.ctc import ctc_search
+
+        return ctc_search(model, src, src_mask, dcfg, max_len)
+    processors = build_processors(
+        no_repeat_ngram=dcfg.no_repeat_ngram, repetition_penalty=dcfg.repetition_penalty
+    )
+    common = dict(
+        max_len=max_len,
+        min_len=dcfg.min_len,
+        return_attention=return_attention,
+        processors=processors,
+    )
     if dcfg.sampling:
         return sample(
             model,
@@ -49,15 +67,36 @@ def search(
         )
     if dcfg.beam <= 1:
         return greedy_search(model, src, src_mask, **common)
-    return beam_search(
+    nbest = min(dcfg.nbest, dcfg.beam)
+    if dcfg.coverage_penalty:
+        common.update(return_attention=True)
+    results = beam_search(
         model,
         src,
         src_mask,
         beam_size=dcfg.beam,
-        nbest=min(dcfg.nbest, dcfg.beam),
+        nbest=dcfg.beam if dcfg.coverage_penalty else nbest,
         len_penalty=dcfg.len_penalty,
         **common,
     )
+    if dcfg.coverage_penalty:
+        results = [
+            _rescore_coverage(hyps, dcfg.coverage_penalty, return_attention)[:nbest]
+            for hyps in results
+        ]
+    return results
+
+
+def _rescore_coverage(hyps: list[Hypothesis], beta: float, keep_attention: bool) -> list:
+    """Add Wu et al.'s coverage penalty to each finished hypothesis and re-sort, best first."""
+    out = []
+    for h in hyps:
+        score = h.score
+        if h.attention is not None and h.attention.numel() > 0:
+            coverage = h.attention.sum(0).clamp(min=1e-6, max=1.0)  # (S,)
+            score += beta * float(coverage.log().sum())
+        out.append(Hypothesis(h.tokens, score, h.attention if keep_attention else None))
+    return sorted(out, key=lambda h: h.score, reverse=True)
 
 
 def save_model_dir(directory: Path, model: EncoderDecoder, cfg: Config, task: Task) -> None:
@@ -155,9 +194,30 @@ class Predictor:
         Returns one string per input, or a list of ``nbest`` strings when nbest > 1.
         """
         dcfg = self.decode_config(**options)
-        hyps = self.hypotheses(list(inputs), dcfg)
-        texts = [[self.task.detokenize(h.tokens) for h in hs] for hs in hyps]
+        inputs = list(inputs)
+        if hasattr(self.task, "split_input"):  # inputs too long for the model (audio)
+            return self._predict_in_pieces(inputs, dcfg)
+        hyps = self.hypotheses(inputs, dcfg)
+        texts = [[self.task.output_text(h.tokens, x) for h in hs] for hs, x in zip(hyps, inputs)]
         return texts if dcfg.nbest > 1 else [t[0] for t in texts]
+
+    def _predict_in_pieces(self, inputs: list, dcfg: DecodeConfig) -> list:
+        """Decode each input as the pieces ``task.split_input`` cuts it into, then join
+        each input's piece outputs with spaces (rank r of the n-best joins rank r)."""
+        pieces, owner = [], []
+        for i, item in enumerate(inputs):
+            for piece in self.task.split_input(item):
+                pieces.append(piece)
+                owner.append(i)
+        hyps = self.hypotheses(pieces, dcfg)
+        ranks = max(dcfg.nbest, 1)
+        texts: list[list[list[str]]] = [[[] for _ in range(ranks)] for _ in inputs]
+        for i, piece, hs in zip(owner, pieces, hyps):
+            outs = [self.task.output_text(h.tokens, piece) for h in hs]
+            for r in range(ranks):
+                texts[i][r].append(outs[min(r, len(outs) - 1)] if outs else "")
+        joined = [[" ".join(t for t in rank if t) for rank in item] for item in texts]
+        return joined if dcfg.nbest > 1 else [j[0] for j in joined]
 
     def predict_stream(
         self, inputs: Iterable, chunk: int = 256, **options: Any

@@ -1,4 +1,4 @@
-"""Tokenizers: SentencePiece subwords and characters, with shared special ids.
+"""Tokenizers: SentencePiece subwords, words and characters, with shared special ids.
 
 Every tokenizer uses ``pad=0, unk=1, bos=2, eos=3``. ``encode`` adds no bos/eos;
 ``decode`` drops pad/bos/eos and renders unknown ids as ``⁇``. A trained pair of
@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -214,9 +215,120 @@ class CharTokenizer(Tokenizer):
         return cls(chars)
 
 
+# A word: letters/digits joined by - . + ' _ / (package names such as "libfoo-dev",
+# "python3.11", "g++" stay whole); the paragraph separator; any other single symbol.
+_WORD_RE = re.compile(r"<p>|\w+(?:[-.+'_/]\w+)*\+*|[^\w\s]")
+_NO_SPACE_BEFORE = re.compile(r" ([.,;:!?%)\]}])")
+_NO_SPACE_AFTER = re.compile(r"([(\[{]) ")
+
+
+def split_words(text: str) -> list[str]:
+    """``"Foo: a C++ tool."`` -> ``["Foo", ":", "a", "C++", "tool", "."]`` (case kept)."""
+    return _WORD_RE.findall(text)
+
+
+def join_words(words: Iterable[str]) -> str:
+    """Inverse of :func:`split_words` up to spacing: no space before ``.,;:!?)`` etc."""
+    text = " ".join(words)
+    return _NO_SPACE_AFTER.sub(r"\1", _NO_SPACE_BEFORE.sub(r"\1", text))
+
+
+class WordTokenizer(Tokenizer):
+    """Whole words (see :func:`split_words`), the ``vocab_size`` most frequent in training.
+
+    Besides plain ``encode`` (unknown words -> ``<unk>``) it gives *extended ids* for
+    copy models: :meth:`encode_extended` numbers an example's out-of-vocabulary
+    source words ``V, V + 1, ...`` in order of first occurrence, :meth:`encode_target`
+    gives a target OOV word the id of the same source word (else ``<unk>``), and
+    :meth:`decode` with that example's ``oovs`` turns such ids back into the words.
+    """
+
+    kind = "word"
+    suffix = ".words.json"
+
+    def __init__(self, words: Sequence[str]):
+        self.words = list(words)
+        self.index = {w: i + len(SPECIALS) for i, w in enumerate(self.words)}
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 30000) -> WordTokenizer:
+        """Most frequent words first (ties alphabetical), at most ``vocab_size`` ids in all."""
+        counts: Counter = Counter()
+        for text in texts:
+            counts.update(split_words(text))
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        return cls([w for w, _ in ranked[: max(vocab_size - len(SPECIALS), 0)]])
+
+    @property
+    def vocab_size(self) -> int:
+        return len(SPECIALS) + len(self.words)
+
+    def encode(self, text: str) -> list[int]:
+        return [self.index.get(w, UNK_ID) for w in split_words(text)]
+
+    def encode_extended(self, text: str, max_len: int | None = None) -> tuple[list[int], list[str]]:
+        """Source text -> (ids with OOV words as ``V + k``, the OOV words in that order).
+
+        ``max_len`` truncates first, so the OOVs are those of the truncated source.
+        """
+        ids, oovs, slot = [], [], {}
+        for w in split_words(text)[:max_len]:
+            i = self.index.get(w)
+            if i is None:
+                if w not in slot:
+                    slot[w] = self.vocab_size + len(oovs)
+                    oovs.append(w)
+                i = slot[w]
+            ids.append(i)
+        return ids, oovs
+
+    def encode_target(self, text: str, oovs: Sequence[str]) -> list[int]:
+        """Target text -> ids; an OOV word found in ``oovs`` gets its extended id."""
+        slot = {w: self.vocab_size + k for k, w in enumerate(oovs)}
+        return [self.index.get(w, slot.get(w, UNK_ID)) for w in split_words(text)]
+
+    def decode(self, ids: Iterable[int], oovs: Sequence[str] = ()) -> str:
+        out = []
+        for i in ids:
+            i = int(i)
+            if i in _DROP_ON_DECODE:
+                continue
+            j = i - len(SPECIALS)
+            if 0 <= j < len(self.words):
+                out.append(self.words[j])
+            elif 0 <= i - self.vocab_size < len(oovs):
+                out.append(oovs[i - self.vocab_size])
+            else:
+                out.append(UNK_SURFACE)
+        return join_words(out)
+
+    def tokens(self, text: str) -> list[str]:
+        return [w if w in self.index else SPECIALS[UNK_ID] for w in split_words(text)]
+
+    def save(self, directory: str | Path, prefix: str) -> str:
+        name = f"{prefix}{self.suffix}"
+        data = {"specials": list(SPECIALS), "words": self.words}
+        Path(directory, name).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        return name
+
+    @classmethod
+    def load(cls, path: str | Path) -> WordTokenizer:
+        path = Path(path)
+        try:
+            words = json.loads(path.read_text(encoding="utf-8"))["words"]
+            if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+                raise ValueError("'words' must be a list of strings")
+        except OSError as e:
+            raise TransduceError(f"cannot read tokenizer file {path}: {e.strerror or e}") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise TransduceError(f"{path} is not a valid word vocabulary: {e}") from None
+        return cls(words)
+
+
 TOKENIZERS: dict[str, type[Tokenizer]] = {
     "sentencepiece": SentencePieceTokenizer,
     "char": CharTokenizer,
+    "word": WordTokenizer,
 }
 
 
@@ -232,6 +344,8 @@ def train_tokenizer(cfg: TokenizerConfig, texts: Sequence[str]) -> Tokenizer:
         )
     if cfg.type == "char":
         return CharTokenizer.train(texts, character_coverage=cfg.character_coverage)
+    if cfg.type == "word":
+        return WordTokenizer.train(texts, vocab_size=cfg.vocab_size)
     raise TransduceError(
         f"tokenizer.type '{cfg.type}' is unknown; choose one of: {', '.join(TOKENIZERS)}"
     )

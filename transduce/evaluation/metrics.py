@@ -11,6 +11,8 @@ string, or a list of strings when a sentence has several references (the
 counts may differ between sentences). This is per-sentence, *not* sacreBLEU's
 list of reference streams.
 
+ROUGE-1/2/L wrap rouge-score (Porter stemming on, mean sentence F1 x 100).
+
 Other tasks add their metrics with :func:`register_metric`::
 
     @register_metric("wer", higher_is_better=False)
@@ -19,8 +21,10 @@ Other tasks add their metrics with :func:`register_metric`::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sacrebleu.metrics import BLEU, CHRF
 
@@ -141,6 +145,150 @@ def corpus_chrf(hyps: Sequence[str], refs: Refs) -> MetricResult:
 def corpus_chrf_pp(hyps: Sequence[str], refs: Refs) -> MetricResult:
     """sacreBLEU corpus chrF++ (chrF plus word bigrams)."""
     return _sacrebleu("chrf++", CHRF(word_order=2), hyps, refs)
+
+
+@lru_cache(maxsize=8)
+def _rouge_scorer(kind: str):
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer([kind], use_stemmer=True)
+
+
+def _rouge(kind: str, hyps: Sequence[str], refs: Refs) -> MetricResult:
+    """Mean sentence F1 of rouge-score's ``kind`` (x100), stemming on; with several
+    references a sentence takes its best one (rouge-score's ``score_multi``)."""
+    from importlib.metadata import version
+
+    groups = normalize_refs(hyps, refs)
+    scorer = _rouge_scorer(kind)
+    total = 0.0
+    for hyp, group in zip(hyps, groups):
+        if len(group) == 1:
+            total += scorer.score(group[0], hyp)[kind].fmeasure
+        else:
+            total += scorer.score_multi(group, hyp)[kind].fmeasure
+    score = 100.0 * total / len(hyps)
+    signature = f"rouge-score:{version('rouge-score')}|{kind}|f1|stem:yes|mean"
+    return MetricResult(name=kind, score=score, signature=signature)
+
+
+@register_metric("rouge1")
+def rouge1(hyps: Sequence[str], refs: Refs) -> MetricResult:
+    """ROUGE-1 F1 (unigrams), mean over sentences, 0-100."""
+    return _rouge("rouge1", hyps, refs)
+
+
+@register_metric("rouge2")
+def rouge2(hyps: Sequence[str], refs: Refs) -> MetricResult:
+    """ROUGE-2 F1 (bigrams), mean over sentences, 0-100."""
+    return _rouge("rouge2", hyps, refs)
+
+
+@register_metric("rougel")
+def rouge_l(hyps: Sequence[str], refs: Refs) -> MetricResult:
+    """ROUGE-L F1 (longest common subsequence), mean over sentences, 0-100."""
+    return _rouge("rougeL", hyps, refs)
+
+
+# Captioning: BLEU-1..4 and CIDEr-D by pycocoevalcap's scorers (the COCO caption
+# evaluation code) on lower-cased captions tokenized here: its PTBTokenizer needs Java.
+_CAPTION_TOKEN = re.compile(r"\w+(?:['\u2019-]\w+)*|[^\w\s]")
+
+
+def caption_tokens(text: str) -> str:
+    """Lower-case, split off punctuation and drop it, like the COCO PTB tokenizer:
+    ``"A cat's toy, red."`` -> ``"a cat's toy red"``."""
+    tokens = _CAPTION_TOKEN.findall(text.lower())
+    return " ".join(t for t in tokens if any(c.isalnum() for c in t))
+
+
+def _coco_inputs(hyps: Sequence[str], refs: Refs) -> tuple[dict, dict]:
+    groups = normalize_refs(hyps, refs)
+    gts = {i: [caption_tokens(r) for r in g] for i, g in enumerate(groups)}
+    res = {i: [caption_tokens(h)] for i, h in enumerate(hyps)}
+    return gts, res
+
+
+@lru_cache(maxsize=4)
+def _coco_bleu(key: tuple) -> tuple[float, ...]:
+    from pycocoevalcap.bleu.bleu import Bleu
+
+    hyps, refs = key
+    gts, res = _coco_inputs(list(hyps), [list(r) for r in refs])
+    scores, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    return tuple(float(s) for s in scores)
+
+
+def _bleu_n(n: int, hyps: Sequence[str], refs: Refs) -> MetricResult:
+    groups = normalize_refs(hyps, refs)
+    scores = _coco_bleu((tuple(hyps), tuple(tuple(g) for g in groups)))
+    return MetricResult(
+        name=f"bleu{n}",
+        score=100.0 * scores[n - 1],
+        signature=f"pycocoevalcap:Bleu(4)|n:{n}|lc|tok:words-no-punct|x100",
+    )
+
+
+for _n in (1, 2, 3, 4):
+    register_metric(f"bleu{_n}", lambda h, r, _n=_n: _bleu_n(_n, h, r))
+
+
+@register_metric("cider")
+def cider_d(hyps: Sequence[str], refs: Refs) -> MetricResult:
+    """CIDEr-D (pycocoevalcap's Cider: sigma 6, clipped counts, x10 inside) x 100;
+    document frequencies come from the references of the scored corpus."""
+    from pycocoevalcap.cider.cider import Cider
+
+    gts, res = _coco_inputs(hyps, refs)
+    score, _ = Cider().compute_score(gts, res)
+    return MetricResult(
+        name="cider",
+        score=100.0 * float(score),
+        signature="pycocoevalcap:CIDEr-D|lc|tok:words-no-punct|x100",
+    )
+
+
+def _jiwer(name: str, hyps: Sequence[str], refs: Refs) -> MetricResult:
+    """Corpus WER/CER (x100): edits over all sentences / reference words (characters).
+
+    Texts are scored as given: speech normalizes both sides before (see
+    ``transduce.data.text_norm``). With several references the first is used.
+    """
+    from importlib.metadata import version
+
+    import jiwer
+
+    groups = normalize_refs(hyps, refs)
+    ref_texts = [g[0] for g in groups]
+    # jiwer rejects empty references; a space keeps the sentence (its hyp words are insertions)
+    ref_texts = [r if r.strip() else " " for r in ref_texts]
+    hyp_texts = [h if h.strip() else " " for h in hyps]
+    if name == "wer":
+        out = jiwer.process_words(ref_texts, hyp_texts)
+        score = out.wer
+    else:
+        out = jiwer.process_characters(ref_texts, hyp_texts)
+        score = out.cer
+    details = f"S={out.substitutions} D={out.deletions} I={out.insertions} H={out.hits}"
+    return MetricResult(
+        name=name,
+        score=100.0 * score,
+        signature=f"jiwer:{version('jiwer')}|{name}|corpus",
+        details=details,
+        higher_is_better=False,
+    )
+
+
+@register_metric("wer", higher_is_better=False)
+def corpus_wer(hyps: Sequence[str], refs: Refs) -> MetricResult:
+    """Word error rate (jiwer), corpus level, 0-100+ (lower is better)."""
+    return _jiwer("wer", hyps, refs)
+
+
+@register_metric("cer", higher_is_better=False)
+def corpus_cer(hyps: Sequence[str], refs: Refs) -> MetricResult:
+    """Character error rate (jiwer; spaces count as characters), corpus level, lower is better."""
+    return _jiwer("cer", hyps, refs)
 
 
 def compute_metrics(

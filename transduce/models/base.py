@@ -51,11 +51,15 @@ class EncoderOutput:
     mask: ``(B, S)`` bool, True where ``memory`` is real, not padding.
     final_state: optional summary for decoders without attention, e.g. an RNN's
         ``(h, c)`` with each tensor ``(B, layers, H)``, batch first.
+    source_ids: optional ``(B, S)`` long source token ids as given to a text encoder,
+        *extended* ids (``>= V`` for per-example out-of-vocabulary words) included;
+        copy decoders scatter their copy distribution onto them.
     """
 
     memory: Tensor
     mask: Tensor
     final_state: Any = None
+    source_ids: Tensor | None = None
 
     def reorder(self, index: Tensor) -> EncoderOutput:
         """Select batch rows (used to expand a batch into beams)."""
@@ -63,6 +67,7 @@ class EncoderOutput:
             memory=self.memory.index_select(0, index),
             mask=self.mask.index_select(0, index),
             final_state=_select(self.final_state, index),
+            source_ids=_select(self.source_ids, index),
         )
 
 

@@ -21,6 +21,12 @@ the embedding. Decoder state (all batch first): ``h`` ``(B, layers, H)``, ``c``
 (LSTM) ``(B, layers, H)`` else None, ``feed`` ``(B, H)`` (Luong input feeding)
 else None, ``keys_proj`` ``(B, S, A)`` (the attention's key projection) else None,
 ``context`` ``(B, D)`` (``none``: the fixed context) else None.
+
+``copy: true`` (attention decoders only) makes it a pointer-generator (See et al.
+2017, :mod:`transduce.models.copy`): ``p_gen = sigmoid(w [c_t; s_t; x_t])`` from the
+attention context, the top RNN output and the input embedding mixes the vocabulary
+distribution with the attention scattered onto the source ids, and the decoder
+returns log-probabilities ``(B, T, V + n_ext)`` in place of logits.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transduce.config import ConfigError
 from transduce.models.attention import build_rnn_attention
 from transduce.models.base import Decoder, DecoderState, Encoder, EncoderOutput
+from transduce.models.copy import check_copy_vocab, copy_log_probs, in_vocab, source_ids_of
 from transduce.models.embeddings import build_token_embedding
 from transduce.registry import BuildContext, register_decoder, register_encoder
 
@@ -113,9 +120,13 @@ class RecurrentEncoder(Encoder):
         return h.reshape(B, self.layers, self.directions * H)
 
     def forward(self, src: Tensor, src_mask: Tensor) -> EncoderOutput:
-        """src ``(B, S)`` ids, src_mask ``(B, S)`` -> memory ``(B, S, output_dim)``."""
+        """src ``(B, S)`` ids, src_mask ``(B, S)`` -> memory ``(B, S, output_dim)``.
+
+        Extended ids (``>= V``, out-of-vocabulary words numbered per example) are
+        embedded as ``<unk>`` and passed on as ``source_ids`` for copy decoders.
+        """
         S = src.size(1)
-        x = self.dropout(self.embedding(src))  # (B, S, E)
+        x = self.dropout(self.embedding(in_vocab(src, self.embedding.num_embeddings)))
         # An empty source still gets one (padding) step rather than crashing packing.
         lengths = src_mask.sum(dim=1).clamp(min=1).cpu()
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
@@ -126,7 +137,7 @@ class RecurrentEncoder(Encoder):
             final: Any = (self._batch_first(hx[0]), self._batch_first(hx[1]))
         else:
             final = self._batch_first(hx)
-        return EncoderOutput(memory=memory, mask=src_mask, final_state=final)
+        return EncoderOutput(memory=memory, mask=src_mask, final_state=final, source_ids=src)
 
 
 def _sizes(cfg: Any) -> dict[str, int]:
@@ -160,6 +171,7 @@ class LSTMDecoderConfig:
     attention: str = "bahdanau"  # none | bahdanau | additive | dot | general
     input_feed: bool = True  # dot/general: feed h~ into the next step (Luong)
     bridge: bool = True  # init from the encoder's final state when it has one, else zeros
+    copy: bool = False  # pointer-generator: copy source tokens (needs attention, shared vocab)
 
 
 @dataclass
@@ -223,6 +235,13 @@ class RecurrentDecoder(Decoder):
         self.bridge_h = nn.Linear(D, H) if cfg.bridge else None
         self.bridge_c = nn.Linear(D, H) if cfg.bridge and cell == "lstm" else None
         self.output_projection = nn.Linear(E, ctx.tgt_vocab_size)
+        self.copy = cfg.copy
+        self.copy_gate = None
+        if cfg.copy:
+            if cfg.attention == "none":
+                raise ConfigError("model.decoder.copy: true needs attention (not 'none')")
+            check_copy_vocab(ctx)
+            self.copy_gate = nn.Linear(D + H + E, 1)  # p_gen from [context; state; input]
 
     # -- state -------------------------------------------------------------------------
 
@@ -275,10 +294,13 @@ class RecurrentDecoder(Decoder):
         if state is None:
             state = self.init_state(enc_out)
         memory, mask = enc_out.memory, enc_out.mask
+        if self.copy:
+            tgt_in = in_vocab(tgt_in, self.vocab_size)
         emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
         T = emb.size(1)
         hx = self._hx(state)
         feed, attn = state.feed, None
+        out = ctx = None  # top RNN output (B, T, H) and attention context (B, T, D)
         if self.kind == "none":
             ctx = state.context.unsqueeze(1).expand(-1, T, -1)  # (B, T, D)
             out, hx = self.rnn(torch.cat([emb, ctx], -1), hx)  # (B, T, H)
@@ -298,7 +320,7 @@ class RecurrentDecoder(Decoder):
             pre = torch.tanh(self.pre_output(torch.cat([out, ctx], -1)))
         elif self.input_feed:
             # Luong with input feeding: h~_{t-1} joins the input, so steps run one by one.
-            tildes, attns = [], []
+            tildes, attns, outs, ctxs = [], [], [], []
             for t in range(T):
                 o_t, hx = self.rnn(torch.cat([emb[:, t : t + 1], feed.unsqueeze(1)], -1), hx)
                 c_t, w_t = self.attention(o_t, memory, memory, mask, state.keys_proj)
@@ -306,14 +328,19 @@ class RecurrentDecoder(Decoder):
                 feed = tilde.squeeze(1)
                 tildes.append(tilde)
                 attns.append(w_t)
+                outs.append(o_t)
+                ctxs.append(c_t)
             pre = self.pre_output(torch.cat(tildes, 1))
-            attn = torch.cat(attns, 1)
+            attn, out, ctx = torch.cat(attns, 1), torch.cat(outs, 1), torch.cat(ctxs, 1)
         else:
             # Luong without input feeding: all steps in one RNN call, then attention.
             out, hx = self.rnn(emb, hx)
-            c, attn = self.attention(out, memory, memory, mask, state.keys_proj)
-            pre = self.pre_output(torch.tanh(self.combine(torch.cat([c, out], -1))))
+            ctx, attn = self.attention(out, memory, memory, mask, state.keys_proj)
+            pre = self.pre_output(torch.tanh(self.combine(torch.cat([ctx, out], -1))))
         logits = self.output_projection(self.dropout(pre))
+        if self.copy_gate is not None:
+            p_gen = torch.sigmoid(self.copy_gate(torch.cat([ctx, out, emb], -1)))  # (B, T, 1)
+            logits = copy_log_probs(logits, attn, p_gen, source_ids_of(enc_out), self.vocab_size)
         if isinstance(hx, tuple):
             h, c = hx[0].transpose(0, 1), hx[1].transpose(0, 1)
         else:

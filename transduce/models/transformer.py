@@ -12,6 +12,13 @@ The decoder decodes incrementally with a key/value cache kept in the
 The cross-attention projects the memory from ``ctx.memory_dim`` to ``d_model``
 itself, so the decoder pairs with encoders of any width (an RNN, CNN or
 audio encoder).
+
+``copy: true`` on the decoder adds a copy distribution over source tokens
+(:mod:`transduce.models.copy`): the last layer's cross-attention averaged over
+heads, scattered onto the source ids and mixed with the vocabulary distribution
+by a learned gate ``p_gen = sigmoid(w [h_t; x_t])`` from the final hidden state
+and the input embedding. The decoder then returns log-probabilities
+``(B, T, V + n_ext)`` in place of logits.
 """
 
 from __future__ import annotations
@@ -19,11 +26,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from transduce.config import ConfigError
 from transduce.models.attention import MultiHeadAttention
 from transduce.models.base import Decoder, DecoderState, Encoder, EncoderOutput
+from transduce.models.copy import check_copy_vocab, copy_log_probs, in_vocab, source_ids_of
 from transduce.models.embeddings import (
     build_positions,
     build_token_embedding,
@@ -52,7 +61,7 @@ class TransformerEncoderConfig:
 
 @dataclass
 class TransformerDecoderConfig(TransformerEncoderConfig):
-    pass
+    copy: bool = False  # copy source tokens (pointer-generator style; needs a shared vocab)
 
 
 def _validate(cfg: TransformerEncoderConfig, where: str) -> None:
@@ -180,11 +189,12 @@ class TransformerEncoder(Encoder):
 
     def forward(self, src: Tensor, src_mask: Tensor) -> EncoderOutput:
         """src ``(B, S)`` ids, src_mask ``(B, S)`` -> memory ``(B, S, d_model)``."""
-        x = self.dropout(self.positions(embed_tokens(self.embedding, src, self.scale)))
+        ids = in_vocab(src, self.embedding.num_embeddings)  # extended ids read as <unk>
+        x = self.dropout(self.positions(embed_tokens(self.embedding, ids, self.scale)))
         for layer in self.layers:
             x = layer(x, src_mask)
         memory = self.final_norm(x).masked_fill(~src_mask.unsqueeze(-1), 0.0)
-        return EncoderOutput(memory=memory, mask=src_mask, final_state=None)
+        return EncoderOutput(memory=memory, mask=src_mask, final_state=None, source_ids=src)
 
 
 @register_decoder("transformer", TransformerDecoderConfig)
@@ -210,6 +220,10 @@ class TransformerDecoder(Decoder):
         )
         self.final_norm = nn.LayerNorm(d) if cfg.norm_first else nn.Identity()
         self.output_projection = nn.Linear(d, ctx.tgt_vocab_size)
+        self.copy_gate = None
+        if cfg.copy:
+            check_copy_vocab(ctx)
+            self.copy_gate = nn.Linear(2 * d, 1)  # p_gen from [final hidden; input embedding]
 
     def init_state(self, enc_out: EncoderOutput) -> DecoderState:
         """Project the memory for every layer's cross-attention; empty self-attention caches."""
@@ -233,8 +247,10 @@ class TransformerDecoder(Decoder):
         if state is None:
             state = self.init_state(enc_out)
         offset = state.self_k[0].size(2)  # target positions already read
-        x = embed_tokens(self.embedding, tgt_in, self.scale)
-        x = self.dropout(self.positions(x, offset))  # (B, T, D)
+        if self.copy_gate is not None:
+            tgt_in = in_vocab(tgt_in, self.vocab_size)
+        emb = embed_tokens(self.embedding, tgt_in, self.scale)
+        x = self.dropout(self.positions(emb, offset))  # (B, T, D)
         self_k, self_v, attn = [], [], None
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
@@ -250,7 +266,11 @@ class TransformerDecoder(Decoder):
             self_k.append(k)
             self_v.append(v)
             attn = w if w is not None else attn
-        logits = self.output_projection(self.final_norm(x))
+        x = self.final_norm(x)
+        logits = self.output_projection(x)
+        if self.copy_gate is not None:
+            p_gen = torch.sigmoid(self.copy_gate(torch.cat([x, emb], -1)))  # (B, T, 1)
+            logits = copy_log_probs(logits, attn, p_gen, source_ids_of(enc_out), self.vocab_size)
         new_state = DecoderState(
             self_k=self_k, self_v=self_v, cross_k=state.cross_k, cross_v=state.cross_v
         )

@@ -156,6 +156,12 @@ class Task(abc.ABC):
     def detokenize(self, ids: list[int]) -> str:
         raise NotImplementedError
 
+    def output_text(self, ids: list[int], source) -> str:
+        """Output ids -> text, knowing the raw input they came from (its text, or
+        ``Example.src_text``). Tasks whose outputs copy from the input (extended ids
+        for out-of-vocabulary source words) override this; the default ignores it."""
+        return self.detokenize(ids)
+
     @abc.abstractmethod
     def score(self, hyps: list[str], refs: list[str]) -> dict:
         raise NotImplementedError

@@ -36,7 +36,7 @@ from transduce.training.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
-from transduce.training.loss import build_aux_losses, label_smoothed_nll
+from transduce.training.loss import build_aux_losses, label_smoothed_nll, register_aux_loss
 from transduce.training.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger("transduce.train")
@@ -54,6 +54,21 @@ class Progress:
     bad_validations: int = 0
     last_valid_step: int = -1
     history: list = field(default_factory=list)
+
+
+@register_aux_loss("coverage")
+def coverage_loss(model, batch, enc_out, attn) -> torch.Tensor:
+    """See et al.'s coverage loss ``sum_t sum_i min(a_t,i, c_t,i)`` over real target tokens.
+
+    attn: ``(B, T, S)``; ``c_t = sum_{t' < t} a_t'`` is the attention before step t.
+    Switch it on with ``train.aux_losses: {coverage: 1.0}``.
+    """
+    if attn is None:
+        raise ConfigError("train.aux_losses.coverage needs a decoder with attention")
+    attn = attn.float()
+    coverage = attn.cumsum(dim=1) - attn  # (B, T, S): attention before each step
+    per_step = torch.minimum(attn, coverage).sum(dim=-1)  # (B, T)
+    return per_step.masked_fill(batch.tgt_out.eq(0), 0.0).sum()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -369,5 +384,5 @@ def decode_examples(
         batch = task.collate([examples[i] for i in idx]).to(device)
         hyps = search(model, batch.src, batch.src_mask, dcfg)
         for i, h in zip(idx, hyps):
-            out[i] = task.detokenize(h[0].tokens)
+            out[i] = task.output_text(h[0].tokens, examples[i].src_text)
     return out

@@ -1,0 +1,224 @@
+"""Speech recognition: audio in (JSONL manifests), characters or subwords out, WER and CER.
+
+A manifest has one JSON object per line::
+
+    {"audio": "audio/train/000001.flac", "duration": 2.41, "text": "Original text."}
+
+``audio`` is absolute or relative to the manifest's folder. Texts pass through
+:func:`transduce.data.text_norm.normalize_text` for training targets AND for the
+references the metrics compare against. The source of an :class:`Example` is an
+:class:`AudioClip` (its length is in 10 ms feature frames, for batching); features
+(80-bin log-mel, per-utterance mean/variance normalized) are computed at collate
+time, after the training augmentations of ``audio:`` (speed, noise, telephone).
+SpecAugment lives in the encoder and runs in training mode only.
+
+For prediction, an input is an audio path; recordings longer than
+``audio.max_seconds`` are cut at silences (:func:`split_input`) and the pieces'
+transcripts are joined.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor
+
+from transduce.config import ConfigError, TransduceError
+from transduce.data import audio as A
+from transduce.data.readers import resolve_data_path
+from transduce.data.text_norm import normalize_text
+from transduce.data.tokenizers import load_tokenizers, save_tokenizers, train_tokenizer
+from transduce.evaluation.metrics import compute_metrics
+from transduce.models.audio import LogMel
+from transduce.tasks.base import Batch, Example, Task, register_task, target_tensors
+
+log = logging.getLogger(__name__)
+FRAMES_PER_SECOND = 100  # 10 ms hop
+
+
+@dataclass
+class AudioClip:
+    """A recording (or a piece of one): ``len()`` is its length in feature frames."""
+
+    path: str
+    frames: int
+    wave: np.ndarray | None = None  # already read (pieces of long recordings)
+
+    def __len__(self) -> int:
+        return self.frames
+
+
+def read_manifest(path: str | Path) -> list[tuple[str, float, str]]:
+    """JSONL manifest -> ``[(audio path, duration s, text)]``; errors name file and line."""
+    path = resolve_data_path(path)
+    items = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise TransduceError(f"cannot read manifest {path}: {e}") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            audio, text = row["audio"], row["text"]
+            duration = float(row.get("duration", 0.0))
+            if not isinstance(audio, str) or not isinstance(text, str):
+                raise TypeError("'audio' and 'text' must be strings")
+        except (ValueError, KeyError, TypeError) as e:
+            raise TransduceError(
+                f"{path}:{lineno}: expected a JSON object with 'audio', 'duration', 'text' ({e})"
+            ) from None
+        audio_path = Path(audio) if Path(audio).is_absolute() else path.parent / audio
+        items.append((str(audio_path), duration, text))
+    if not items:
+        raise TransduceError(f"manifest {path} holds no utterances")
+    return items
+
+
+@register_task("speech")
+class SpeechTask(Task):
+    """Audio to text. Items are ``(audio path, duration, text)``."""
+
+    metric_names = ("wer", "cer")
+    higher_is_better = {"wer": False, "cer": False, "loss": False}
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        a = cfg.audio
+        if a.sample_rate < 8000:
+            raise ConfigError(f"audio.sample_rate must be at least 8000, got {a.sample_rate}")
+        if a.max_seconds <= a.min_seconds:
+            raise ConfigError("audio.max_seconds must be larger than audio.min_seconds")
+        self.features = LogMel(a.sample_rate, a.n_mels)
+        self.tok = None
+        self._cache: dict[str, np.ndarray] = {}
+
+    # tokenizer -------------------------------------------------------------------
+    def fit(self, train_items: list) -> None:
+        self.tok = train_tokenizer(
+            self.cfg.tokenizer, [normalize_text(t) for _, _, t in train_items]
+        )
+
+    def save(self, directory: Path) -> None:
+        save_tokenizers(Path(directory), self.tok, self.tok, shared=True)
+
+    def load(self, directory: Path) -> None:
+        _, self.tok = load_tokenizers(Path(directory))
+
+    @property
+    def src_vocab_size(self) -> int:
+        return 0  # the source is audio
+
+    @property
+    def tgt_vocab_size(self) -> int:
+        return self.tok.vocab_size
+
+    # data ------------------------------------------------------------------------
+    def read_split(self, split: str) -> list:
+        spec = getattr(self.cfg.data, split)
+        if not spec:
+            raise ConfigError(f"data.{split} is not set in the config")
+        return read_manifest(spec)
+
+    def examples(self, items: list, train: bool = False) -> list[Example]:
+        a, max_tgt = self.cfg.audio, self.cfg.data.max_tgt_len
+        out, skipped = [], 0
+        for path, duration, text in items:
+            if train and duration > a.max_seconds:
+                skipped += 1
+                continue
+            ref = normalize_text(text)
+            ids = self.tok.encode(ref)
+            if train:
+                ids = ids[:max_tgt]
+            frames = max(1, int(duration * FRAMES_PER_SECOND))
+            out.append(Example(src=AudioClip(path, frames), tgt=ids, ref=ref, src_text=path))
+        if skipped:
+            log.warning("%d training clips longer than audio.max_seconds were skipped", skipped)
+        return out
+
+    def _wave(self, clip: AudioClip) -> np.ndarray:
+        if clip.wave is not None:
+            return clip.wave
+        a = self.cfg.audio
+        cached = self._cache.get(clip.path)
+        if cached is not None:
+            return cached.astype(np.float32) / 32767.0
+        wave = A.read_audio(clip.path, a.sample_rate, a.min_seconds)
+        if a.cache_audio:
+            self._cache[clip.path] = (np.clip(wave, -1, 1) * 32767).astype(np.int16)
+        return wave
+
+    def augment(self, wave: np.ndarray) -> np.ndarray:
+        """Training-only waveform augmentation, drawn from NumPy's global generator
+        (saved in checkpoints, so a resumed run draws the same)."""
+        a, rng = self.cfg.audio, np.random
+        if a.speed_perturb:
+            wave = A.speed_perturb(wave, float(a.speed_perturb[rng.randint(len(a.speed_perturb))]))
+        if a.telephone_prob and rng.random_sample() < a.telephone_prob:
+            wave = A.telephone(wave, a.sample_rate)
+        if a.noise_prob and rng.random_sample() < a.noise_prob:
+            lo, hi = a.noise_snr_db
+            wave = A.add_noise(wave, rng.uniform(lo, hi), np.random.default_rng(rng.randint(2**31)))
+        return wave
+
+    def collate(self, examples: list[Example], train: bool = False) -> Batch:
+        waves = [self._wave(e.src) for e in examples]
+        if train:
+            waves = [self.augment(w) for w in waves]
+        src, src_mask = self.features.batch(waves)
+        tgt_in, tgt_out, n_tokens = target_tensors([e.tgt for e in examples])
+        return Batch(src, src_mask, tgt_in, tgt_out, n_tokens, [e.ref for e in examples])
+
+    # prediction ------------------------------------------------------------------
+    def read_inputs(self, files: list[str]) -> Iterator:
+        yield from files  # each file is one input: its path
+
+    def split_input(self, item: str | AudioClip) -> list[AudioClip]:
+        """An audio path -> pieces of at most ``audio.max_seconds``, cut at silences.
+
+        Pieces shorter than ``audio.min_seconds`` or silent are dropped; a recording
+        that is empty, silent, too short or unreadable is one error naming it.
+        """
+        if isinstance(item, AudioClip):
+            return [item]
+        a = self.cfg.audio
+        wave = A.read_audio(item, a.sample_rate, a.min_seconds)
+        pieces = []
+        for start, end in A.split_at_silences(wave, a.sample_rate, a.max_seconds):
+            piece = wave[start:end]
+            if len(piece) < a.min_seconds * a.sample_rate or np.abs(piece).max() < A.SILENT_PEAK:
+                continue
+            frames = self.features.num_frames(len(piece))
+            pieces.append(AudioClip(str(item), frames, piece))
+        return pieces
+
+    def _as_clip(self, item: str | AudioClip) -> AudioClip:
+        if isinstance(item, AudioClip):
+            return item
+        wave = A.read_audio(item, self.cfg.audio.sample_rate, self.cfg.audio.min_seconds)
+        return AudioClip(str(item), self.features.num_frames(len(wave)), wave)
+
+    def encode_inputs(self, inputs: list) -> tuple[Tensor, Tensor]:
+        return self.features.batch([self._wave(self._as_clip(x)) for x in inputs])
+
+    def input_lengths(self, inputs: list) -> list[int]:
+        return [
+            len(x) if isinstance(x, AudioClip) else int(A.audio_info(x) * FRAMES_PER_SECOND)
+            for x in inputs
+        ]
+
+    def detokenize(self, ids: list[int]) -> str:
+        return self.tok.decode(ids)
+
+    def score(self, hyps: list[str], refs: list[str]) -> dict:
+        return compute_metrics(self.metric_names, [normalize_text(h) for h in hyps], refs)
+
+
+__all__ = ["AudioClip", "SpeechTask", "read_manifest"]
