@@ -140,11 +140,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{args.split}: {len(examples)} examples, model {args.model}")
     for name, r in results.items():
         print(f"{name.upper():6s} {r.score:6.2f}  {r.signature}")
-    baseline = getattr(task, "baseline", None)
+    baseline = task.baseline(examples)
     if baseline is not None:
-        # a task's reference point without a model, e.g. summarization's lead-N
-        base = task.score(baseline(examples), [e.ref for e in examples])
-        print(f"baseline: {getattr(task, 'baseline_name', 'baseline')}")
+        # the task's reference point without a model, e.g. summarization's lead-N
+        base = task.score(baseline, [e.ref for e in examples])
+        print(f"baseline: {task.baseline_name}")
         for name, r in base.items():
             print(f"{name.upper():6s} {r.score:6.2f}  {r.signature}")
     if args.output:

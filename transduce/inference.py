@@ -194,16 +194,9 @@ class Predictor:
         Returns one string per input, or a list of ``nbest`` strings when nbest > 1.
         """
         dcfg = self.decode_config(**options)
-        inputs = list(inputs)
-        if hasattr(self.task, "split_input"):  # inputs too long for the model (audio)
-            return self._predict_in_pieces(inputs, dcfg)
-        hyps = self.hypotheses(inputs, dcfg)
-        texts = [[self.task.output_text(h.tokens, x) for h in hs] for hs, x in zip(hyps, inputs)]
-        return texts if dcfg.nbest > 1 else [t[0] for t in texts]
-
-    def _predict_in_pieces(self, inputs: list, dcfg: DecodeConfig) -> list:
-        """Decode each input as the pieces ``task.split_input`` cuts it into, then join
-        each input's piece outputs with spaces (rank r of the n-best joins rank r)."""
+        # Each input is decoded as the pieces task.split_input cuts it into (one piece,
+        # except for long recordings); piece outputs are joined with spaces, rank r of
+        # the n-best with rank r.
         pieces, owner = [], []
         for i, item in enumerate(inputs):
             for piece in self.task.split_input(item):

@@ -43,6 +43,7 @@ def test_evaluate_prints_bleu_and_chrf_with_signatures(trained_model, capsys):
     out = capsys.readouterr().out
     assert "BLEU" in out and "CHRF" in out
     assert "nrefs:1" in out and "tok:13a" in out
+    assert "baseline: copy" in out  # the source copied unchanged, a reference point for BLEU
 
 
 def test_unknown_config_key_names_the_nearest(tmp_path, capsys):

@@ -162,6 +162,19 @@ class Task(abc.ABC):
         for out-of-vocabulary source words) override this; the default ignores it."""
         return self.detokenize(ids)
 
+    def split_input(self, item):
+        """The pieces one raw input is decoded in; their outputs are joined with spaces.
+        Tasks whose inputs can outgrow the model (long recordings) cut them here."""
+        return [item]
+
+    # A task may print a baseline beneath its metrics in `transduce evaluate`
+    # (the lead baseline for summarization, nearest neighbour for captioning).
+    baseline_name: str | None = None
+
+    def baseline(self, examples: list[Example]) -> list[str] | None:
+        """Outputs of the task's baseline for ``examples``, or None when it has none."""
+        return None
+
     @abc.abstractmethod
     def score(self, hyps: list[str], refs: list[str]) -> dict:
         raise NotImplementedError

@@ -87,5 +87,10 @@ class TranslationTask(Task):
     def detokenize(self, ids: list[int]) -> str:
         return self.tgt_tok.decode(ids)
 
+    baseline_name = "copy: the source sentence itself (names and numbers often pass unchanged)"
+
+    def baseline(self, examples: list[Example]) -> list[str]:
+        return [e.src_text for e in examples]
+
     def score(self, hyps: list[str], refs: list[str]) -> dict:
         return compute_metrics(self.metric_names, hyps, refs)
