@@ -1,4 +1,4 @@
-"""``transduce {train,predict,evaluate,data,average}``: the command line.
+"""``transduce {train,predict,evaluate,data,average,serve,export}``: the command line.
 
 Errors a user can cause print one ``error:`` line and exit with status 2.
 """
@@ -64,11 +64,22 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from transduce.config import load_config
+    from transduce.training import distributed
     from transduce.training.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.name
-    summary = Trainer(cfg, run_dir, resume=args.resume).fit()
+    world = distributed.World.from_env()  # several processes under torchrun
+    if args.nproc is not None and args.nproc < 1:
+        raise TransduceError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc and args.nproc > 1:
+        if world.distributed:
+            raise TransduceError("--nproc spawns processes itself; do not combine it with torchrun")
+        summary = distributed.spawn(args.nproc, cfg, run_dir, resume=args.resume)
+    else:
+        summary = Trainer(cfg, run_dir, resume=args.resume, world=world).fit()
+    if not world.is_main:
+        return 0
     summary.pop("history", None)
     print(json.dumps(summary, indent=2))
     print(f"model folders: {run_dir / 'best'} (best valid), {run_dir / 'last'} (last step)")
@@ -86,7 +97,12 @@ def _read_inputs(task, files: list[str]):
 def cmd_predict(args: argparse.Namespace) -> int:
     from transduce.inference import Predictor
 
-    predictor = Predictor.load(args.model, device=args.device)
+    if getattr(args, "engine", "torch") == "ctranslate2":
+        from transduce.export.ctranslate2 import CT2Translator
+
+        predictor = CT2Translator(args.model, device=args.device, inter_threads=args.inter_threads)
+    else:
+        predictor = Predictor.load(args.model, device=args.device)
     options = _decode_options(args)
     # typing at a terminal: answer each line at once
     chunk = 1 if not args.inputs and sys.stdin.isatty() else args.chunk
@@ -182,6 +198,42 @@ def cmd_average(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        raise TransduceError(
+            "transduce serve needs fastapi, uvicorn and python-multipart: "
+            "pip install fastapi uvicorn python-multipart"
+        ) from None
+    import torch
+
+    from transduce.serving.app import Limits, create_app, load_predictors
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    predictors = load_predictors(args.models, device=args.device)
+    limits = Limits(
+        max_inputs=args.max_inputs,
+        max_input_chars=args.max_chars,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+    )
+    app = create_app(predictors, limits=limits, workers=args.workers)
+    names = ", ".join(predictors)
+    print(f"serving {names} on http://{args.host}:{args.port}/ (Ctrl+C stops)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from transduce.export.ctranslate2 import export_ctranslate2
+
+    out = export_ctranslate2(args.model, args.out, args.quantization, force=args.force)
+    print(f"exported {args.model} to {out} ({args.format}, {args.quantization})")
+    print(f"decode with: transduce predict {out} --engine ctranslate2")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="transduce", description="Sequence-to-sequence learning on PyTorch."
@@ -194,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.lr=3e-4")
     p.add_argument("--run-dir", help="run folder (default runs/<name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="data-parallel training with N processes on this machine (gloo on CPU, "
+        "nccl on CUDA: one GPU each); torchrun works too",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="decode inputs from files or stdin")
@@ -207,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--attention-plot",
         metavar="PNG",
         help="captioning: draw where the model looked for each generated word into this file",
+    )
+    p.add_argument(
+        "--engine",
+        default="torch",
+        choices=["torch", "ctranslate2"],
+        help="ctranslate2: MODEL is a folder made by `transduce export` (1 thread per batch)",
+    )
+    p.add_argument(
+        "--inter-threads", type=int, default=2, help="ctranslate2: batches decoded in parallel"
     )
     _add_decode_args(p)
     p.set_defaults(func=cmd_predict)
@@ -244,6 +312,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoints", nargs="*", help="checkpoint files (default: the kept best)")
     p.add_argument("--out", help="output model folder (default RUN/averaged)")
     p.set_defaults(func=cmd_average)
+
+    p = sub.add_parser("serve", help="serve models over HTTP, with a demo page at /")
+    p.add_argument("models", nargs="+", metavar="MODEL_DIR", help="model folders, loaded once")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, help="requests decoded at once (default min(4, CPUs))")
+    p.add_argument("--threads", type=int, help="torch intra-op threads per decode")
+    p.add_argument("--max-inputs", type=int, default=64, help="inputs or files per request")
+    p.add_argument("--max-chars", type=int, default=5000, help="characters per text input")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="size of one upload")
+    p.add_argument("--log-level", default="info", help="uvicorn log level")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export", help="convert a model folder for a fast inference engine")
+    p.add_argument("model", help="model folder (a Transformer text-to-text model)")
+    p.add_argument("--format", default="ctranslate2", choices=["ctranslate2"])
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--quantization",
+        default="float32",
+        help="weight type: float32, int8, int8_float32, int16, float16, ... (default float32)",
+    )
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -8,6 +8,9 @@ A run folder holds:
   scheduler, random states, position in the data), written atomically,
 * ``best/`` and ``last/``: model folders for ``transduce predict``,
 * ``tb/``: TensorBoard logs, ``train.log``: the text log.
+
+With several processes (:mod:`transduce.training.distributed`) every rank trains on
+its share of each update's batches; only rank 0 validates and writes the run folder.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ import contextlib
 import json
 import logging
 import math
+import os
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from tqdm import tqdm
@@ -29,6 +35,7 @@ from transduce.data.batching import token_batches
 from transduce.inference import save_model_dir, search
 from transduce.models.seq2seq import EncoderDecoder, build_model
 from transduce.tasks import Example, Task, build_task
+from transduce.training import distributed
 from transduce.training.checkpoint import (
     CheckpointManager,
     average_checkpoints,
@@ -36,6 +43,7 @@ from transduce.training.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
+from transduce.training.distributed import World
 from transduce.training.loss import build_aux_losses, label_smoothed_nll, register_aux_loss
 from transduce.training.optim import build_optimizer, build_scheduler
 
@@ -97,18 +105,30 @@ def model_width(cfg: Config) -> int | None:
 
 
 class Trainer:
-    """Train ``cfg`` into ``run_dir``; ``resume=True`` continues from ``run_dir/last.pt``."""
+    """Train ``cfg`` into ``run_dir``; ``resume=True`` continues from ``run_dir/last.pt``.
 
-    def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False) -> None:
+    ``world`` places this process among several training processes (see
+    :mod:`transduce.training.distributed`); the default is a single process.
+    """
+
+    def __init__(
+        self, cfg: Config, run_dir: str | Path, resume: bool = False, world: World | None = None
+    ) -> None:
         t = cfg.train
         if not (t.max_steps or t.max_epochs or t.max_minutes):
             raise ConfigError("set one of train.max_steps, train.max_epochs, train.max_minutes")
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume = resume
+        self.world = world or World()
         self.device = resolve_device(t.device)
+        if self.world.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.world.local_rank)
         if t.threads:
-            torch.set_num_threads(t.threads)
+            torch.set_num_threads(t.threads)  # per process
+        elif self.world.distributed and self.device.type == "cpu":
+            # processes on one machine share its cores; torch's default would oversubscribe
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.world.local_size))
         self.task: Task = build_task(cfg)
         self.aux_losses = build_aux_losses(t.aux_losses)
         self.metric = t.early_stop_metric
@@ -130,22 +150,28 @@ class Trainer:
             )
         if self.resume and not last.exists():
             raise TransduceError(f"cannot resume: {last} does not exist")
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        handler = logging.FileHandler(run / "train.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False  # the progress bar speaks to the terminal; the log goes to the file
+        main = self.world.is_main
+        distributed.barrier()  # every rank has checked the run folder before rank 0 writes it
+        if main:
+            run.mkdir(parents=True, exist_ok=True)
+            (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            handler = logging.FileHandler(run / "train.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
+            log.propagate = False  # the progress bar speaks to the terminal; the log to the file
 
         torch.manual_seed(cfg.train.seed)
         train_items = self.task.read_split("train")
         valid_items = self.task.read_split("valid")
         if self.resume:
             self.task.load(run / "vocab")
-        else:
+        elif main:
             self.task.fit(train_items)
             self.task.save(run / "vocab")
+        distributed.barrier()
+        if not self.resume and not main:
+            self.task.load(run / "vocab")  # rank 0's vocabulary, not a second fit
         self.train_examples: list[Example] = self.task.examples(train_items, train=True)
         self.valid_examples: list[Example] = self.task.examples(valid_items)
         self.model: EncoderDecoder = build_model(
@@ -159,37 +185,59 @@ class Trainer:
         self.progress = Progress()
         if self.resume:
             state = load_checkpoint(last)
+            saved_world = int(state.get("world_size", 1))
+            if saved_world != self.world.size:
+                raise TransduceError(
+                    f"{last} was written by {saved_world} training process(es), this run has "
+                    f"{self.world.size}; resume with --nproc {saved_world} so the data order "
+                    "and random states continue exactly"
+                )
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.progress = Progress(**state["progress"])
-            restore_rng_state(state["rng"])
+            restore_rng_state(state.get("rng_ranks", [state["rng"]])[self.world.rank])
             log.info("resumed at step %d (epoch %d, batch %d)", *self._position())
+        elif self.world.rank > 0:
+            # a different dropout stream per rank; rank 0 keeps the single-process one
+            seed = cfg.train.seed + self.world.rank
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+        distributed.broadcast_module(self.model)
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info(
-            "%d training and %d validation examples; model with %.2fM parameters on %s",
+            "%d training and %d validation examples; model with %.2fM parameters on %s%s",
             len(self.train_examples),
             len(self.valid_examples),
             n_params / 1e6,
             self.device,
+            f" x {self.world.size} processes" if self.world.distributed else "",
         )
-        from torch.utils.tensorboard import SummaryWriter
+        self.tb = None
+        if main:
+            from torch.utils.tensorboard import SummaryWriter
 
-        self.tb = SummaryWriter(str(run / "tb"), purge_step=self.progress.step or None)
+            self.tb = SummaryWriter(str(run / "tb"), purge_step=self.progress.step or None)
 
     def _position(self) -> tuple[int, int, int]:
         p = self.progress
         return p.step, p.epoch, p.batch
 
-    def _state(self) -> dict:
-        return {
+    def _state(self, rng_ranks: list[dict]) -> dict:
+        """The checkpoint; ``rng_ranks`` holds every rank's random states, rank 0's first."""
+        state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "progress": self.progress.__dict__.copy(),
             "step": self.progress.step,
-            "rng": capture_rng_state(),
+            "rng": rng_ranks[0],
+            "world_size": self.world.size,
         }
+        if self.world.distributed:
+            state["rng_ranks"] = rng_ranks
+        return state
 
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
         ex = self.train_examples
@@ -202,29 +250,60 @@ class Trainer:
             epoch=epoch,
         )
 
+    def _update_groups(self, batches: list[list[int]]) -> list[list[list[int]]]:
+        """This rank's batches for each update of the epoch.
+
+        Update k consumes batches ``[k*N*A, (k+1)*N*A)`` of the shared epoch list (N
+        processes, A = ``train.accumulate``); rank r takes the r-th run of A. In one
+        process a shorter last group is kept; with several an incomplete one is dropped.
+        """
+        a, n, r = self.cfg.train.accumulate, self.world.size, self.world.rank
+        if n == 1:
+            return [batches[i : i + a] for i in range(0, len(batches), a)]
+        if len(batches) < n * a:
+            raise TransduceError(
+                f"an epoch has only {len(batches)} batches, fewer than the {n * a} one update "
+                f"needs with {n} processes and train.accumulate={a}; lower train.batch_tokens"
+            )
+        starts = range(0, len(batches) - n * a + 1, n * a)
+        return [batches[i + r * a : i + (r + 1) * a] for i in starts]
+
     # the loop ------------------------------------------------------------------
     def fit(self) -> dict:
-        """Train until a limit is reached; return a summary of the run."""
+        """Train until a limit is reached; return a summary of the run (rank 0's)."""
+        joined = distributed.setup(self.world, self.device)
+        try:
+            return self._fit()
+        finally:
+            if joined:
+                distributed.shutdown()
+
+    def _fit(self) -> dict:
         self._prepare()
         t, p = self.cfg.train, self.progress
+        main = self.world.is_main
+        per_update = self.world.size * t.accumulate  # batches, over all ranks
         total = t.max_steps or None
         bar = tqdm(
-            total=total, initial=p.step, disable=not t.progress, unit="step", dynamic_ncols=True
+            total=total,
+            initial=p.step,
+            disable=not (t.progress and main),
+            unit="step",
+            dynamic_ncols=True,
         )
         started = time.monotonic() - p.seconds
         tokens_seen, window_start = 0, time.monotonic()
         stop = self._should_stop(started)
         while not stop:
-            batches = self._epoch_batches(p.epoch)
-            groups = [batches[i : i + t.accumulate] for i in range(0, len(batches), t.accumulate)]
-            for k in range(p.batch // t.accumulate, len(groups)):
+            groups = self._update_groups(self._epoch_batches(p.epoch))
+            for k in range(p.batch // per_update, len(groups)):
                 loss, n_tokens = self._update(groups[k])
                 p.step += 1
-                p.batch = (k + 1) * t.accumulate
+                p.batch = (k + 1) * per_update
                 p.seconds = time.monotonic() - started
                 tokens_seen += n_tokens
                 bar.update(1)
-                if p.step % t.log_every == 0 or p.step == 1:
+                if main and (p.step % t.log_every == 0 or p.step == 1):
                     rate = tokens_seen / max(time.monotonic() - window_start, 1e-9)
                     tokens_seen, window_start = 0, time.monotonic()
                     self._log_train(bar, loss, rate, started)
@@ -240,9 +319,15 @@ class Trainer:
         bar.close()
         if p.last_valid_step != p.step:
             self._validate_and_save()
-        return self._finish()
+        summary = self._finish() if main else {}
+        distributed.barrier()  # the run folder is complete before any rank returns
+        return summary
 
     def _should_stop(self, started: float) -> bool:
+        """Whether a limit is reached; with several processes rank 0 decides for all."""
+        return distributed.broadcast_flag(self._limit_reached(started))
+
+    def _limit_reached(self, started: float) -> bool:
         t, p = self.cfg.train, self.progress
         if t.max_steps and p.step >= t.max_steps:
             return True
@@ -253,12 +338,18 @@ class Trainer:
         return bool(t.patience and p.bad_validations >= t.patience)
 
     def _update(self, group: list[list[int]]) -> tuple[float, int]:
-        """One optimizer update over a group of batches (gradient accumulation)."""
+        """One optimizer update over a group of batches (gradient accumulation).
+
+        With several processes ``group`` is this rank's share; the loss is divided by
+        the target tokens of the whole update on all ranks and the gradients are summed
+        over the ranks, so the update equals one process accumulating all the batches.
+        Returns the update's mean NLL per token and its target tokens (all ranks).
+        """
         self.model.train()
         batches = [
             self.task.collate([self.train_examples[i] for i in b], train=True) for b in group
         ]
-        group_tokens = sum(b.n_tokens for b in batches)
+        group_tokens = distributed.all_reduce_sum(sum(b.n_tokens for b in batches))
         self.optimizer.zero_grad(set_to_none=True)
         nll_total = 0.0
         for batch in batches:
@@ -273,6 +364,8 @@ class Trainer:
                 loss = loss + weight * term(self.model, batch, enc_out, attn)
             (loss / group_tokens).backward()
             nll_total += float(nll)
+        distributed.all_reduce_gradients(self.model)
+        nll_total = distributed.all_reduce_sum(nll_total)
         if self.cfg.train.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
         self.optimizer.step()
@@ -323,10 +416,25 @@ class Trainer:
         return results
 
     def _validate_and_save(self) -> bool:
-        """Validate, keep the best checkpoints, write model folders; True = stop early."""
+        """Validate, keep the best checkpoints, write model folders; True = stop early.
+
+        Every rank calls it; rank 0 does the work while the others wait for its decision.
+        """
+        main, t = self.world.is_main, self.cfg.train
+        results = self.evaluate(self.valid_examples, t.valid_max_sentences) if main else {}
+        # the random states after validation, as a run that never stops continues from them
+        rng_ranks = distributed.gather_objects(capture_rng_state())
+        self.progress.last_valid_step = self.progress.step
+        stop, observed = self._record_validation(results, rng_ranks) if main else (False, 0.0)
+        if self.cfg.train.schedule == "plateau":  # every rank's learning rate must follow
+            observed = distributed.broadcast_number(observed)
+            if not self.world.is_main:
+                self.scheduler.observe(observed)
+        return distributed.broadcast_flag(stop)
+
+    def _record_validation(self, results: dict, rng_ranks: list[dict]) -> tuple[bool, float]:
+        """Rank 0's part: returns (stop early, the value a plateau schedule observed)."""
         p, t = self.progress, self.cfg.train
-        results = self.evaluate(self.valid_examples, t.valid_max_sentences)
-        p.last_valid_step = p.step
         score = results[self.metric]
         improved = p.best is None or (score > p.best if self.higher_is_better else score < p.best)
         if improved:
@@ -334,8 +442,9 @@ class Trainer:
         else:
             p.bad_validations += 1
         # plateau schedules want a value where lower is better
+        observed = -score if self.higher_is_better else score
         if t.schedule == "plateau":
-            self.scheduler.observe(-score if self.higher_is_better else score)
+            self.scheduler.observe(observed)
         numbers = {k: v for k, v in results.items() if isinstance(v, float)}
         p.history.append({"step": p.step, **numbers})
         for name, value in numbers.items():
@@ -345,12 +454,12 @@ class Trainer:
         tqdm.write(line)
         log.info(line)
         log.info("sample: %s", " | ".join(results["sample"]))
-        state = self._state()
+        state = self._state(rng_ranks)
         self.checkpoints.save_if_best(state, score)
         self.checkpoints.save_last(state)
         if improved:
             save_model_dir(self.run_dir / "best", self.model, self.cfg, self.task)
-        return bool(t.patience and p.bad_validations >= t.patience)
+        return bool(t.patience and p.bad_validations >= t.patience), observed
 
     def _finish(self) -> dict:
         save_model_dir(self.run_dir / "last", self.model, self.cfg, self.task)
