@@ -1,0 +1,13 @@
+"""Export trained models for fast inference engines.
+
+* :mod:`transduce.export.ctranslate2`: Transformer translation/summarization models to
+  a CTranslate2 model folder, plus :class:`CT2Translator` to decode with it.
+
+The engines are optional dependencies: ``pip install 'transduce[export]'``.
+"""
+
+from __future__ import annotations
+
+FORMATS = ("ctranslate2",)
+
+__all__ = ["FORMATS"]
