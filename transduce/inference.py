@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -216,14 +216,21 @@ class Predictor:
         self, inputs: Iterable, chunk: int = 256, **options: Any
     ) -> Iterator[str | list[str]]:
         """Yield outputs in input order, reading ``chunk`` inputs at a time."""
-        buffer: list = []
-        for item in inputs:
-            buffer.append(item)
-            if len(buffer) >= chunk:
-                yield from self.predict(buffer, **options)
-                buffer = []
-        if buffer:
-            yield from self.predict(buffer, **options)
+        return predict_in_chunks(self.predict, inputs, chunk, **options)
+
+
+def predict_in_chunks(
+    predict: Callable[..., list], inputs: Iterable, chunk: int, **options: Any
+) -> Iterator:
+    """Feed ``inputs`` to ``predict`` ``chunk`` at a time; yield outputs in input order."""
+    buffer: list = []
+    for item in inputs:
+        buffer.append(item)
+        if len(buffer) >= chunk:
+            yield from predict(buffer, **options)
+            buffer = []
+    if buffer:
+        yield from predict(buffer, **options)
 
 
 def load(directory: str | Path, device: str = "cpu") -> Predictor:

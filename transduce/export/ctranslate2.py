@@ -409,14 +409,9 @@ class CT2Translator:
         self, inputs: Iterable, chunk: int = 256, **options: Any
     ) -> Iterator[str | list[str]]:
         """Yield outputs in input order, reading ``chunk`` inputs at a time."""
-        buffer: list = []
-        for item in inputs:
-            buffer.append(item)
-            if len(buffer) >= chunk:
-                yield from self.predict(buffer, **options)
-                buffer = []
-        if buffer:
-            yield from self.predict(buffer, **options)
+        from transduce.inference import predict_in_chunks
+
+        return predict_in_chunks(self.predict, inputs, chunk, **options)
 
 
 __all__ = [
