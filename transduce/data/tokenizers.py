@@ -149,72 +149,6 @@ class SentencePieceTokenizer(Tokenizer):
             raise TransduceError(f"{path} is not a valid SentencePiece model") from None
 
 
-class CharTokenizer(Tokenizer):
-    """One token per Unicode code point; the vocabulary is built from training text."""
-
-    kind = "char"
-    suffix = ".chars.json"
-
-    def __init__(self, chars: Sequence[str]):
-        self.chars = list(chars)
-        self.index = {c: i + len(SPECIALS) for i, c in enumerate(self.chars)}
-
-    @classmethod
-    def train(cls, texts: Iterable[str], character_coverage: float = 1.0) -> CharTokenizer:
-        """Most frequent characters first, keeping those that cover ``character_coverage``."""
-        counts = Counter()
-        for text in texts:
-            counts.update(text)
-        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        total, kept, covered = sum(counts.values()), [], 0
-        for char, n in ranked:
-            if kept and covered >= character_coverage * total:
-                break
-            kept.append(char)
-            covered += n
-        return cls(kept)
-
-    @property
-    def vocab_size(self) -> int:
-        return len(SPECIALS) + len(self.chars)
-
-    def encode(self, text: str) -> list[int]:
-        return [self.index.get(c, UNK_ID) for c in text]
-
-    def decode(self, ids: Iterable[int]) -> str:
-        out = []
-        for i in ids:
-            i = int(i)
-            if i in _DROP_ON_DECODE:
-                continue
-            j = i - len(SPECIALS)
-            out.append(self.chars[j] if 0 <= j < len(self.chars) else UNK_SURFACE)
-        return "".join(out)
-
-    def tokens(self, text: str) -> list[str]:
-        return [c if c in self.index else SPECIALS[UNK_ID] for c in text]
-
-    def save(self, directory: str | Path, prefix: str) -> str:
-        name = f"{prefix}{self.suffix}"
-        data = {"specials": list(SPECIALS), "chars": self.chars}
-        Path(directory, name).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-        return name
-
-    @classmethod
-    def load(cls, path: str | Path) -> CharTokenizer:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            chars = data["chars"]
-            if not isinstance(chars, list) or not all(isinstance(c, str) for c in chars):
-                raise ValueError("'chars' must be a list of strings")
-        except OSError as e:
-            raise TransduceError(f"cannot read tokenizer file {path}: {e.strerror or e}") from None
-        except (ValueError, KeyError, TypeError) as e:
-            raise TransduceError(f"{path} is not a valid character vocabulary: {e}") from None
-        return cls(chars)
-
-
 # A word: letters/digits joined by - . + ' _ / (package names such as "libfoo-dev",
 # "python3.11", "g++" stay whole); the paragraph separator; any other single symbol.
 _WORD_RE = re.compile(r"<p>|\w+(?:[-.+'_/]\w+)*\+*|[^\w\s]")
@@ -233,7 +167,107 @@ def join_words(words: Iterable[str]) -> str:
     return _NO_SPACE_AFTER.sub(r"\1", _NO_SPACE_BEFORE.sub(r"\1", text))
 
 
-class WordTokenizer(Tokenizer):
+class VocabularyTokenizer(Tokenizer):
+    """A tokenizer over a list of units (characters or words) learned from training text.
+
+    Subclasses say how text splits into units (:meth:`split`) and how units join back
+    (:meth:`join`); ids are ``len(SPECIALS) + position in the list``.
+    """
+
+    field = "units"  # the key of the unit list in the saved JSON
+    description = "vocabulary"
+
+    def __init__(self, units: Sequence[str]):
+        self.units = list(units)
+        self.index = {u: i + len(SPECIALS) for i, u in enumerate(self.units)}
+
+    def split(self, text: str) -> list[str]:
+        raise NotImplementedError
+
+    def join(self, units: list[str]) -> str:
+        raise NotImplementedError
+
+    @property
+    def vocab_size(self) -> int:
+        return len(SPECIALS) + len(self.units)
+
+    def encode(self, text: str) -> list[int]:
+        return [self.index.get(u, UNK_ID) for u in self.split(text)]
+
+    def decode(self, ids: Iterable[int], oovs: Sequence[str] = ()) -> str:
+        """Ids -> text; ids past the vocabulary are this example's ``oovs`` (copy models)."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i in _DROP_ON_DECODE:
+                continue
+            j = i - len(SPECIALS)
+            if 0 <= j < len(self.units):
+                out.append(self.units[j])
+            elif 0 <= i - self.vocab_size < len(oovs):
+                out.append(oovs[i - self.vocab_size])
+            else:
+                out.append(UNK_SURFACE)
+        return self.join(out)
+
+    def tokens(self, text: str) -> list[str]:
+        return [u if u in self.index else SPECIALS[UNK_ID] for u in self.split(text)]
+
+    def save(self, directory: str | Path, prefix: str) -> str:
+        name = f"{prefix}{self.suffix}"
+        data = {"specials": list(SPECIALS), self.field: self.units}
+        Path(directory, name).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        return name
+
+    @classmethod
+    def load(cls, path: str | Path) -> VocabularyTokenizer:
+        path = Path(path)
+        try:
+            units = json.loads(path.read_text(encoding="utf-8"))[cls.field]
+            if not isinstance(units, list) or not all(isinstance(u, str) for u in units):
+                raise ValueError(f"'{cls.field}' must be a list of strings")
+        except OSError as e:
+            raise TransduceError(f"cannot read tokenizer file {path}: {e.strerror or e}") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise TransduceError(f"{path} is not a valid {cls.description}: {e}") from None
+        return cls(units)
+
+
+class CharTokenizer(VocabularyTokenizer):
+    """One token per Unicode code point; the vocabulary is built from training text."""
+
+    kind = "char"
+    suffix = ".chars.json"
+    field = "chars"
+    description = "character vocabulary"
+
+    @property
+    def chars(self) -> list[str]:
+        return self.units
+
+    @classmethod
+    def train(cls, texts: Iterable[str], character_coverage: float = 1.0) -> CharTokenizer:
+        """Most frequent characters first, keeping those that cover ``character_coverage``."""
+        counts = Counter()
+        for text in texts:
+            counts.update(text)
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        total, kept, covered = sum(counts.values()), [], 0
+        for char, n in ranked:
+            if kept and covered >= character_coverage * total:
+                break
+            kept.append(char)
+            covered += n
+        return cls(kept)
+
+    def split(self, text: str) -> list[str]:
+        return list(text)
+
+    def join(self, units: list[str]) -> str:
+        return "".join(units)
+
+
+class WordTokenizer(VocabularyTokenizer):
     """Whole words (see :func:`split_words`), the ``vocab_size`` most frequent in training.
 
     Besides plain ``encode`` (unknown words -> ``<unk>``) it gives *extended ids* for
@@ -245,10 +279,12 @@ class WordTokenizer(Tokenizer):
 
     kind = "word"
     suffix = ".words.json"
+    field = "words"
+    description = "word vocabulary"
 
-    def __init__(self, words: Sequence[str]):
-        self.words = list(words)
-        self.index = {w: i + len(SPECIALS) for i, w in enumerate(self.words)}
+    @property
+    def words(self) -> list[str]:
+        return self.units
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 30000) -> WordTokenizer:
@@ -259,12 +295,11 @@ class WordTokenizer(Tokenizer):
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         return cls([w for w, _ in ranked[: max(vocab_size - len(SPECIALS), 0)]])
 
-    @property
-    def vocab_size(self) -> int:
-        return len(SPECIALS) + len(self.words)
+    def split(self, text: str) -> list[str]:
+        return split_words(text)
 
-    def encode(self, text: str) -> list[int]:
-        return [self.index.get(w, UNK_ID) for w in split_words(text)]
+    def join(self, units: list[str]) -> str:
+        return join_words(units)
 
     def encode_extended(self, text: str, max_len: int | None = None) -> tuple[list[int], list[str]]:
         """Source text -> (ids with OOV words as ``V + k``, the OOV words in that order).
@@ -286,43 +321,6 @@ class WordTokenizer(Tokenizer):
         """Target text -> ids; an OOV word found in ``oovs`` gets its extended id."""
         slot = {w: self.vocab_size + k for k, w in enumerate(oovs)}
         return [self.index.get(w, slot.get(w, UNK_ID)) for w in split_words(text)]
-
-    def decode(self, ids: Iterable[int], oovs: Sequence[str] = ()) -> str:
-        out = []
-        for i in ids:
-            i = int(i)
-            if i in _DROP_ON_DECODE:
-                continue
-            j = i - len(SPECIALS)
-            if 0 <= j < len(self.words):
-                out.append(self.words[j])
-            elif 0 <= i - self.vocab_size < len(oovs):
-                out.append(oovs[i - self.vocab_size])
-            else:
-                out.append(UNK_SURFACE)
-        return join_words(out)
-
-    def tokens(self, text: str) -> list[str]:
-        return [w if w in self.index else SPECIALS[UNK_ID] for w in split_words(text)]
-
-    def save(self, directory: str | Path, prefix: str) -> str:
-        name = f"{prefix}{self.suffix}"
-        data = {"specials": list(SPECIALS), "words": self.words}
-        Path(directory, name).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-        return name
-
-    @classmethod
-    def load(cls, path: str | Path) -> WordTokenizer:
-        path = Path(path)
-        try:
-            words = json.loads(path.read_text(encoding="utf-8"))["words"]
-            if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
-                raise ValueError("'words' must be a list of strings")
-        except OSError as e:
-            raise TransduceError(f"cannot read tokenizer file {path}: {e.strerror or e}") from None
-        except (ValueError, KeyError, TypeError) as e:
-            raise TransduceError(f"{path} is not a valid word vocabulary: {e}") from None
-        return cls(words)
 
 
 TOKENIZERS: dict[str, type[Tokenizer]] = {
