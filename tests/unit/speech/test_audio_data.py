@@ -125,3 +125,22 @@ def test_committed_samples_are_readable_manifests():
         assert len(items) == n
         path, duration, text = items[0]
         assert text and abs(len(read_audio(path, 16000)) / 16000 - duration) < 0.01
+
+
+def test_asterisk_transcripts_are_cleaned_to_what_is_spoken(tmp_path):
+    import gzip
+
+    from transduce.data.sources.asterisk import read_transcripts, spoken_text
+
+    assert spoken_text("(10 seconds of silence)") == ""
+    assert spoken_text("<beep ascending>") == ""
+    assert spoken_text("[a ringing telephone]") == ""
+    assert spoken_text("at [@]") == "at"
+    assert spoken_text('IAX (note: does not say "2")') == "IAX"
+    assert spoken_text("press * to toggle pause, press # to exit") == (
+        "press star to toggle pause, press pound to exit"
+    )
+    path = tmp_path / "core-sounds-en.txt.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("; comment\nsilence/1: (1 second of silence)\ndot: dot [.]\nhello: Hello.\n")
+    assert read_transcripts(path) == [("dot", "dot"), ("hello", "Hello.")]

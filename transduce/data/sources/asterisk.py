@@ -3,8 +3,11 @@
 ``apt-get install asterisk-core-sounds-en asterisk-core-sounds-en-wav`` installs the
 8 kHz telephone prompts in ``/usr/share/asterisk/sounds/en_US_f_Allison/`` and
 their transcripts in ``/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz``
-(lines ``name: text``; ``;`` lines are comments, texts starting with ``[``
-describe non-speech sounds and are skipped). ``transduce data prepare asterisk``
+(lines ``name: text``; ``;`` lines are comments). Transcripts are cleaned to what
+is spoken (:func:`spoken_text`): texts that only describe a sound (``[...]``,
+``(10 seconds of silence)``, ``<beep ascending>``) are skipped, notes such as
+``(note: does not say "2")`` and glyph hints such as ``at [@]`` are removed, and
+the keypad symbols ``*`` and ``#`` become "star" and "pound", as the prompts say them. ``transduce data prepare asterisk``
 writes ``test.jsonl`` pointing at the installed WAVs, and ``card.json``. It is
 never used for training: it measures how synthetic-speech training transfers to a
 real human voice over a telephone band.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import datetime
 import gzip
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +30,21 @@ from transduce.data.sources.ddtp import write_atomic
 SOUNDS_DIR = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 LICENCE = "Asterisk core sound prompts (voice: Allison Smith), CC-BY-SA 3.0, Digium/Sangoma"
+
+
+_NON_SPEECH = re.compile(r"^\s*(\[.*\]|\(.*\)|<.*>)\s*$")
+_NOTES = re.compile(r"\([^)]*\)|\[[^\]]*\]")
+_KEYS = {"*": " star ", "#": " pound "}
+
+
+def spoken_text(text: str) -> str:
+    """What the speaker says in a prompt; ``""`` for a description of a non-speech sound."""
+    if _NON_SPEECH.match(text):
+        return ""
+    text = _NOTES.sub(" ", text)
+    for symbol, word in _KEYS.items():
+        text = text.replace(symbol, word)
+    return " ".join(text.split())
 
 
 def read_transcripts(path: Path = TRANSCRIPTS) -> list[tuple[str, str]]:
@@ -41,8 +60,8 @@ def read_transcripts(path: Path = TRANSCRIPTS) -> list[tuple[str, str]]:
             if not line or line.startswith(";") or ":" not in line:
                 continue
             name, text = line.split(":", 1)
-            text = text.strip()
-            if text and not text.startswith("["):
+            text = spoken_text(text.strip())
+            if text:
                 out.append((name.strip(), text))
     return out
 
@@ -89,7 +108,7 @@ def prepare_asterisk(
     return card
 
 
-__all__ = ["prepare_asterisk", "read_transcripts"]
+__all__ = ["prepare_asterisk", "read_transcripts", "spoken_text"]
 
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "samples" / "asterisk"
