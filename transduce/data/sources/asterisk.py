@@ -1,4 +1,4 @@
-"""Asterisk core sounds: 563 real recordings of one professional speaker (TEST ONLY).
+"""Asterisk core sounds: 551 spoken recordings by one professional speaker (TEST ONLY).
 
 ``apt-get install asterisk-core-sounds-en asterisk-core-sounds-en-wav`` installs the
 8 kHz telephone prompts in ``/usr/share/asterisk/sounds/en_US_f_Allison/`` and
@@ -7,10 +7,10 @@ their transcripts in ``/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt
 is spoken (:func:`spoken_text`): texts that only describe a sound (``[...]``,
 ``(10 seconds of silence)``, ``<beep ascending>``) are skipped, notes such as
 ``(note: does not say "2")`` and glyph hints such as ``at [@]`` are removed, and
-the keypad symbols ``*`` and ``#`` become "star" and "pound", as the prompts say them. ``transduce data prepare asterisk``
-writes ``test.jsonl`` pointing at the installed WAVs, and ``card.json``. It is
-never used for training: it measures how synthetic-speech training transfers to a
-real human voice over a telephone band.
+the keypad symbols ``*`` and ``#`` become "star" and "pound", as the prompts say
+them. ``transduce data prepare asterisk`` writes ``test.jsonl`` pointing at the
+installed WAVs, and ``card.json``. It is never used for training: it measures how
+synthetic-speech training transfers to a real human voice over a telephone band.
 """
 
 from __future__ import annotations
