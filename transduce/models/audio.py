@@ -348,11 +348,17 @@ class SpeechBLSTMConfig(SpeechFrontEndConfig):
     hidden_size: int = 256  # per direction; output_dim = 2 * hidden_size
     layers: int = 3
     proj_dim: int = 256  # width after subsampling
+    pyramid: int = 0  # the first N layers' outputs are halved in time (LAS's pBLSTM)
 
 
 @register_encoder("speech_blstm", SpeechBLSTMConfig)
 class SpeechBLSTMEncoder(SpeechEncoder):
     """Log-mel -> SpecAugment -> conv x4 -> BiLSTM over packed sequences.
+
+    With ``pyramid: N`` (Listen, Attend and Spell's pyramidal BiLSTM) the output of
+    each of the first N layers is halved in time before the next layer reads it:
+    every two consecutive frames are concatenated (an odd last frame is paired with
+    zeros), so the memory has ``4 * 2**N`` times fewer frames than the features.
 
     final_state ``(h, c)``, each ``(B, layers, 2H)``, as the text LSTM encoder's, so
     every RNN decoder (attention ``none`` included) pairs with it.
@@ -360,33 +366,72 @@ class SpeechBLSTMEncoder(SpeechEncoder):
 
     def __init__(self, cfg: SpeechBLSTMConfig, ctx: BuildContext) -> None:
         super().__init__()
+        if not 0 <= cfg.pyramid < cfg.layers:
+            raise ConfigError(
+                f"model.encoder.pyramid: {cfg.pyramid} must be between 0 and layers - 1 "
+                f"({cfg.layers - 1}): the last layer's output is the memory"
+            )
         self._front(cfg, ctx, cfg.proj_dim)
-        self.rnn = nn.LSTM(
-            cfg.proj_dim,
-            cfg.hidden_size,
-            num_layers=cfg.layers,
-            batch_first=True,
-            bidirectional=True,
-            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
-        )
+        self.pyramid = cfg.pyramid
+        H = cfg.hidden_size
+        if cfg.pyramid == 0:
+            self.rnn = nn.LSTM(
+                cfg.proj_dim,
+                H,
+                num_layers=cfg.layers,
+                batch_first=True,
+                bidirectional=True,
+                dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+            )
+        else:  # one module per layer: the time axis changes between them
+            dims = [cfg.proj_dim] + [
+                4 * H if i < cfg.pyramid else 2 * H for i in range(cfg.layers - 1)
+            ]
+            self.layers = nn.ModuleList(
+                nn.LSTM(d, H, batch_first=True, bidirectional=True) for d in dims
+            )
         self.num_layers = cfg.layers
-        self.output_dim = 2 * cfg.hidden_size
+        self.output_dim = 2 * H
         self._head(cfg, ctx)
 
-    def _batch_first(self, h: Tensor) -> Tensor:
+    def _batch_first(self, h: Tensor, layers: int) -> Tensor:
         _, B, H = h.shape
-        h = h.view(self.num_layers, 2, B, H).permute(2, 0, 1, 3)
-        return h.reshape(B, self.num_layers, 2 * H)
+        h = h.view(layers, 2, B, H).permute(2, 0, 1, 3)
+        return h.reshape(B, layers, 2 * H)
+
+    @staticmethod
+    def _run(rnn: nn.LSTM, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        lengths = mask.sum(dim=1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(x, lengths, True, enforce_sorted=False)
+        out, (h, c) = rnn(packed)
+        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        return memory, h, c
+
+    @staticmethod
+    def _halve(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, S, D) -> (B, ceil(S/2), 2D)``: consecutive frames concatenated."""
+        x = x * mask.unsqueeze(-1)
+        if x.size(1) % 2:
+            x = F.pad(x, (0, 0, 0, 1))
+            mask = F.pad(mask, (0, 1))
+        B, S, D = x.shape
+        return x.reshape(B, S // 2, 2 * D), mask.view(B, S // 2, 2).any(dim=2)
 
     def forward(self, src: Tensor, src_mask: Tensor) -> EncoderOutput:
         x, mask = self.front(src, src_mask)
-        S = x.size(1)
-        lengths = mask.sum(dim=1).clamp(min=1).cpu()
-        packed = pack_padded_sequence(self.dropout(x), lengths, True, enforce_sorted=False)
-        out, (h, c) = self.rnn(packed)
-        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=S)
-        final = (self._batch_first(h), self._batch_first(c))
-        return EncoderOutput(memory=self.dropout(memory), mask=mask, final_state=final)
+        if self.pyramid == 0:
+            memory, h, c = self._run(self.rnn, self.dropout(x), mask)
+            final = (self._batch_first(h, self.num_layers), self._batch_first(c, self.num_layers))
+            return EncoderOutput(memory=self.dropout(memory), mask=mask, final_state=final)
+        hs, cs = [], []
+        for i, rnn in enumerate(self.layers):
+            x, h, c = self._run(rnn, self.dropout(x), mask)
+            hs.append(self._batch_first(h, 1))
+            cs.append(self._batch_first(c, 1))
+            if i < self.pyramid:
+                x, mask = self._halve(x, mask)
+        final = (torch.cat(hs, dim=1), torch.cat(cs, dim=1))
+        return EncoderOutput(memory=self.dropout(x), mask=mask, final_state=final)
 
 
 # ----------------------------------------------------------------------------- CTC

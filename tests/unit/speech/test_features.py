@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from transduce.config import ConfigError
 from transduce.models.audio import (
     ConvSubsampling,
     LogMel,
@@ -99,3 +101,21 @@ def test_every_speech_encoder_returns_subsampled_mask_and_ctc_head():
         assert out.mask.sum(dim=1).tolist() == [14, 6], section["type"]
         assert out.memory.shape == (2, 14, enc.output_dim)
         assert enc.ctc_head.out_features == 12
+
+
+def test_pyramidal_blstm_halves_time_per_pyramid_layer_and_ignores_padding():
+    ctx = BuildContext(tgt_vocab_size=12)
+    section = {"type": "speech_blstm", "hidden_size": 8, "layers": 3, "proj_dim": 16}
+    enc = build_encoder({**section, "pyramid": 2}, ctx).eval()
+    lengths = torch.tensor([[100], [37]])
+    feats, mask = torch.randn(2, 100, 80), torch.arange(100).unsqueeze(0) < lengths
+    out = enc(feats * mask.unsqueeze(-1), mask)
+    # conv x4: 24 and 8 frames; two halvings (odd frames paired with zeros): 6 and 2
+    assert out.mask.sum(dim=1).tolist() == [6, 2]
+    assert out.memory.shape == (2, 6, 16)
+    assert out.final_state[0].shape == (2, 3, 16)
+    alone = enc(feats[1:2, :37], mask[1:2, :37])
+    torch.testing.assert_close(out.memory[1, :2], alone.memory[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.final_state[0][1], alone.final_state[0][0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="pyramid"):
+        build_encoder({**section, "pyramid": 3}, ctx)
