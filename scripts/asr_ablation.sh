@@ -5,17 +5,17 @@
 # switched off in turn (and all off) -- for the same number of updates with the
 # same seed, then scores each on the unseen synthetic voices (data/speech-tts test)
 # and on the real Asterisk recordings (data/asterisk), decoding with CTC greedy.
-# The model is the asr-conformer preset shrunk (4 encoder layers, 1 decoder layer,
-# half the batch) so that six runs fit in a session; the full preset's figures are
-# in the README.
+# The model is the asr-conformer preset shrunk (4 encoder layers, 64 subsampling
+# channels, 1 decoder layer, half the batch) so that the runs fit in a session; the
+# full preset's figures are in the README.
 #
 # Usage: scripts/asr_ablation.sh [STEPS] [VARIANT ...]
-#   STEPS     updates per run (default 1000)
+#   STEPS     updates per run (default 800)
 #   VARIANT   all no-speed no-noise no-telephone no-specaug none (default: all six)
 # Runs go to runs/ablation-<variant>; a summary line per variant is appended to
 # runs/ablation-results.txt. Needs data/speech-tts and data/asterisk (see README).
 set -euo pipefail
-steps=${1:-1000}
+steps=${1:-800}
 shift || true
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=(all no-speed no-noise no-telephone no-specaug none)
@@ -33,7 +33,8 @@ for v in "${variants[@]}"; do
   esac
   run=runs/ablation-$v
   transduce train configs/asr-conformer-ctc-attention.yaml --run-dir "$run" \
-    model.encoder.layers=4 model.decoder.layers=1 train.batch_tokens=10000 \
+    model.encoder.layers=4 model.encoder.subsampling_channels=64 model.decoder.layers=1 \
+    train.batch_tokens=10000 \
     train.warmup_steps=300 train.max_steps="$steps" train.max_minutes=0 \
     train.valid_every="$steps" train.valid_max_sentences=100 train.aux_losses.ctc=0.5 \
     train.average_best=false train.threads="$threads" train.progress=false \
