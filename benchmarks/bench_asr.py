@@ -32,6 +32,16 @@ from transduce.inference import Predictor
 from transduce.tasks.speech import read_manifest
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("model", help="speech model folder, e.g. runs/asr-conformer/best")
@@ -79,7 +89,7 @@ def main() -> None:
             "cer": round(metrics["cer"].score, 2),
             "threads": args.threads,
             "torch": torch.__version__,
-            "machine": platform.processor() or platform.machine(),
+            "machine": cpu_name(),
             "date": time.strftime("%Y-%m-%d"),
         }
         print(json.dumps(row), flush=True)
