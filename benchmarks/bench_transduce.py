@@ -11,8 +11,8 @@ Three measurements, each printed as a table and appended as JSON lines to
   and beam 4. Reported: target tokens per second (batch * 25 / median time).
 * ``train``: forward + backward + AdamW step on batches of 4096 source and 4096
   target tokens (128 sentences of 32), target tokens per second.
-* ``translate MODEL_DIR``: sentences per second when a trained model decodes a
-  data split with beam 5 (the real, variable-length workload).
+* ``translate MODEL_DIR``: inputs (sentences, documents, pictures) per second when a
+  trained model of any task decodes a data split with beam 5 (the real workload).
 
 Examples:
     python benchmarks/bench_transduce.py decode --configs small base --beams 1 4
@@ -160,8 +160,8 @@ def bench_translate(args) -> list[dict]:
     from transduce.inference import Predictor
 
     predictor = Predictor.load(args.model)
-    items = predictor.task.read_split(args.split)
-    inputs = [s for s, _ in items][: args.limit or None]
+    examples = predictor.task.examples(predictor.task.read_split(args.split))
+    inputs = [e.src_text for e in examples][: args.limit or None]  # any task's inputs
     predictor.predict(inputs[:16], beam=args.beam)  # warm-up
     start = time.perf_counter()
     outputs = predictor.predict(inputs, beam=args.beam, batch_size=args.batch)
