@@ -26,8 +26,6 @@ from pathlib import Path
 
 import torch
 
-from transduce.data.text_norm import normalize_text
-from transduce.evaluation.metrics import compute_metrics
 from transduce.inference import Predictor
 from transduce.tasks.speech import read_manifest
 
@@ -61,8 +59,9 @@ def main() -> None:
     items = read_manifest(args.manifest)
     if args.limit:
         items = items[: args.limit]
-    files = [path for path, _, _ in items]
-    refs = [normalize_text(text) for _, _, text in items]
+    examples = predictor.task.examples(items)  # refs normalized as `transduce evaluate` does
+    files = [e.src_text for e in examples]
+    refs = [e.ref for e in examples]
     audio_s = sum(duration for _, duration, _ in items)
     for mode in args.modes:
         options = {"mode": mode, "batch_size": args.batch, "beam": args.beam}
@@ -73,7 +72,7 @@ def main() -> None:
             hyps = predictor.predict(files, **options)
             times.append(time.perf_counter() - start)
         seconds = statistics.median(times)
-        metrics = compute_metrics(["wer", "cer"], [normalize_text(h) for h in hyps], refs)
+        metrics = predictor.task.score(hyps, refs)  # the task's own WER and CER
         row = {
             "bench": "asr-rtf",
             "model": args.model,

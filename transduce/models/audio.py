@@ -409,8 +409,10 @@ class SpeechBLSTMEncoder(SpeechEncoder):
 
     @staticmethod
     def _halve(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, S, D) -> (B, ceil(S/2), 2D)``: consecutive frames concatenated."""
-        x = x * mask.unsqueeze(-1)
+        """``(B, S, D) -> (B, ceil(S/2), 2D)``: consecutive frames concatenated.
+
+        ``x`` comes from ``pad_packed_sequence``, which leaves padded frames at zero,
+        so a last real frame of odd index is paired with zeros."""
         if x.size(1) % 2:
             x = F.pad(x, (0, 0, 0, 1))
             mask = F.pad(mask, (0, 1))
