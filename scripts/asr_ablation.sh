@@ -7,13 +7,13 @@
 # and on the real Asterisk recordings (data/asterisk), decoding with CTC greedy.
 # The model is the asr-conformer preset shrunk (4 encoder layers, 64 subsampling
 # channels, 1 decoder layer, half the batch) so that the runs fit in a session; the
-# full preset's figures are in the README.
+# full preset's figures are in docs/speech.md.
 #
 # Usage: scripts/asr_ablation.sh [STEPS] [VARIANT ...]
 #   STEPS     updates per run (default 800)
 #   VARIANT   all no-speed no-noise no-telephone no-specaug none (default: all six)
 # Runs go to runs/ablation-<variant>; a summary line per variant is appended to
-# runs/ablation-results.txt. Needs data/speech-tts and data/asterisk (see README).
+# runs/ablation-results.txt. Needs data/speech-tts and data/asterisk (see docs/speech.md).
 set -euo pipefail
 steps=${1:-800}
 shift || true
