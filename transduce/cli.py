@@ -114,7 +114,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         inputs = _read_inputs(predictor.task, args.inputs)
     if args.attention_plot:
-        return _predict_with_attention_plot(predictor, list(inputs), options, args.attention_plot)
+        return _predict_with_attention_plot(predictor, list(inputs), options, args)
     for out in predictor.predict_stream(inputs, chunk=chunk, **options):
         if isinstance(out, list):
             print("\n".join(f"{rank}\t{text}" for rank, text in enumerate(out)))
@@ -124,17 +124,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_with_attention_plot(predictor, inputs: list, options: dict, path: str) -> int:
-    """Print the best output per input and have the task draw its attention into ``path``."""
-    plot = getattr(predictor.task, "plot_attention", None)
-    if plot is None:
-        raise TransduceError(f"--attention-plot is not supported by task '{predictor.task.name}'")
+def _predict_with_attention_plot(predictor, inputs: list, options: dict, args) -> int:
+    """Print the best output per input and draw what the decoder attended to."""
+    from transduce.alignments import alignments, draw
+
+    if not hasattr(predictor, "hypotheses"):
+        raise TransduceError("--attention-plot needs the torch engine (--engine torch)")
     dcfg = predictor.decode_config(**{**options, "nbest": 1})
-    hyps = [h[0] for h in predictor.hypotheses(inputs, dcfg, return_attention=True)]
-    for source, h in zip(inputs, hyps):
-        print(predictor.task.output_text(h.tokens, source))
-    plot(path, inputs, hyps)
-    print(f"attention plot: {path}", file=sys.stderr)
+    items = alignments(predictor, inputs, dcfg, args.attention_layer, args.attention_head)
+    for a in items:
+        print(a.text)
+    draw(items, args.attention_plot)
+    print(f"attention plot: {args.attention_plot}", file=sys.stderr)
     return 0
 
 
@@ -265,7 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--attention-plot",
         metavar="PNG",
-        help="captioning: draw where the model looked for each generated word into this file",
+        help="draw what the decoder attended to for each output token into this file "
+        "(text: source x output heat map; speech: over the spectrogram; images: on the picture)",
+    )
+    p.add_argument(
+        "--attention-layer",
+        type=int,
+        metavar="N",
+        help="Transformer decoders: plot layer N (from 0; negative counts from the end; "
+        "default: the last)",
+    )
+    p.add_argument(
+        "--attention-head",
+        type=int,
+        metavar="H",
+        help="Transformer decoders: plot head H only (default: the mean over heads)",
     )
     p.add_argument(
         "--engine",

@@ -160,68 +160,7 @@ def augment(images: Tensor, crop_scale: float = 0.6, jitter: float = 0.2) -> Ten
     return torch.stack(out)
 
 
-# ----------------------------------------------------------------------------- figures
-
-
-def attention_figure(
-    rows: list[tuple[Tensor, list[str], Tensor | None]],
-    panel: int = 128,
-    max_panels: int = 16,
-) -> object:
-    """Draw, for each generated word, the attention over the image grid on the image.
-
-    rows: one per image: ``(image uint8 (3, H, W), words, attention (T, G*G) or None)``;
-    the first panel of a row shows the image, then one panel per word. Returns a
-    Pillow image (save it with ``.save(path)``).
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    label_h = 18
-    cols = 1 + max((min(len(w), max_panels) for _, w, _ in rows), default=0)
-    canvas = Image.new("RGB", (cols * panel, len(rows) * (panel + label_h)), WHITE)
-    draw = ImageDraw.Draw(canvas)
-    try:
-        font = ImageFont.load_default(size=12)
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
-    for r, (image, words, attn) in enumerate(rows):
-        y = r * (panel + label_h)
-        base = Image.fromarray(image.permute(1, 2, 0).numpy()).resize((panel, panel))
-        canvas.paste(base, (0, y + label_h))
-        draw.text((2, y + 2), "image", fill=(0, 0, 0), font=font)
-        for t, word in enumerate(words[:max_panels]):
-            x = (t + 1) * panel
-            shown = base
-            if attn is not None and t < attn.size(0):
-                shown = _overlay(base, attn[t], panel)
-            canvas.paste(shown, (x, y + label_h))
-            draw.text((x + 2, y + 2), word[:18], fill=(0, 0, 0), font=font)
-    return canvas
-
-
-def _overlay(base, weights: Tensor, panel: int) -> object:
-    """Blend a red heat map of ``weights`` (``G*G`` grid positions) over ``base``."""
-    from PIL import Image
-
-    g = int(round(math.sqrt(weights.numel())))
-    if g * g != weights.numel():  # not a square grid: show it as one row
-        grid = weights.view(1, -1)
-    else:
-        grid = weights.view(g, g)
-    grid = grid.float()
-    grid = grid / grid.max().clamp(min=1e-9)
-    up = F.interpolate(grid[None, None], size=(panel, panel), mode="bilinear", align_corners=False)
-    heat = (up[0, 0].clamp(0, 1).numpy() * 255).astype(np.uint8)
-    red = np.zeros((panel, panel, 3), dtype=np.uint8)
-    red[..., 0] = 255
-    dim = Image.blend(base.convert("RGB"), Image.new("RGB", base.size, (0, 0, 0)), 0.55)
-    mask = Image.fromarray(heat, "L")
-    lit = Image.composite(base.convert("RGB"), dim, mask)
-    return Image.blend(lit, Image.composite(Image.fromarray(red), lit, mask), 0.25)
-
-
 __all__ = [
-    "attention_figure",
     "augment",
     "color_jitter",
     "load_image",

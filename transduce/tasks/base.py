@@ -162,6 +162,16 @@ class Task(abc.ABC):
         for out-of-vocabulary source words) override this; the default ignores it."""
         return self.detokenize(ids)
 
+    def output_tokens(self, ids: list[int], source) -> list[str]:
+        """One display label per output id (alignment plots, the demo page)."""
+        return [self.output_text([i], source) for i in ids]
+
+    def source_view(self, item) -> Any:
+        """What an alignment plot draws the source as: text tasks return the source
+        tokens the encoder reads (one label per attention column); image and audio
+        tasks return the picture ``uint8 (3, H, W)`` or the features ``(N, n_mels)``."""
+        raise NotImplementedError(f"task '{self.name}' has no source view for plots")
+
     def split_input(self, item):
         """The pieces one raw input is decoded in; their outputs are joined with spaces.
         Tasks whose inputs can outgrow the model (long recordings) cut them here."""

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from transduce.config import ConfigError, TransduceError
-from transduce.data.images import attention_figure, augment, load_image, to_float
+from transduce.data.images import augment, load_image, to_float
 from transduce.data.readers import resolve_data_path
 from transduce.data.tokenizers import load_tokenizers, save_tokenizers, train_tokenizer
 from transduce.evaluation.metrics import compute_metrics
@@ -198,20 +198,12 @@ class CaptioningTask(Task):
         nearest = (query @ bank.T).argmax(dim=1)
         return [train[int(j)].refs[0] for j in nearest]
 
-    def plot_attention(self, path: str | Path, inputs: list[str], hyps: list) -> None:
-        """Write one row per picture: the picture, then one panel per generated word with
-        the attention over the encoder grid overlaid. ``hyps[i]`` is a Hypothesis with
-        ``attention`` ``(T, S)`` (or a list of them; the first is drawn)."""
-        rows = []
-        for source, h in zip(inputs, hyps):
-            h = h[0] if isinstance(h, list) else h
-            words = [self.tok.decode([t]) or "·" for t in h.tokens]
-            rows.append((load_image(source, self.cfg.image.size), words, h.attention))
-        figure = attention_figure(rows)
-        try:
-            figure.save(path)
-        except (OSError, ValueError) as e:
-            raise TransduceError(f"cannot write the attention plot {path}: {e}") from None
+    def source_view(self, item: str) -> Tensor:
+        """The picture as the encoder sees it, ``uint8 (3, size, size)``."""
+        return load_image(item, self.cfg.image.size)
+
+    def output_tokens(self, ids: list[int], source) -> list[str]:
+        return [self.tok.decode([t]) or "·" for t in ids]
 
 
 def _pixel_codes(images: Tensor, side: int = 16) -> Tensor:

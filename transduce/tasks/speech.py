@@ -208,6 +208,11 @@ class SpeechTask(Task):
     def encode_inputs(self, inputs: list) -> tuple[Tensor, Tensor]:
         return self.features.batch([self._wave(self._as_clip(x)) for x in inputs])
 
+    def source_view(self, item: str | AudioClip) -> Tensor:
+        """The log-mel features the encoder reads, ``(N, n_mels)``."""
+        feats, mask = self.encode_inputs([item])
+        return feats[0, : int(mask[0].sum())]
+
     def input_lengths(self, inputs: list) -> list[int]:
         return [
             len(x) if isinstance(x, AudioClip) else int(A.audio_info(x) * FRAMES_PER_SECOND)

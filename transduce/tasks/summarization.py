@@ -23,7 +23,7 @@ from torch import Tensor
 
 from transduce.config import ConfigError, TransduceError
 from transduce.data.batching import pad_batch
-from transduce.data.tokenizers import WordTokenizer
+from transduce.data.tokenizers import WordTokenizer, split_words
 from transduce.tasks.base import Example, register_task
 from transduce.tasks.translation import TranslationTask
 
@@ -106,6 +106,12 @@ class SummarizationTask(TranslationTask):
             return self.detokenize(ids)
         _, oovs = self.src_tok.encode_extended(source, self.cfg.data.max_src_len)
         return self.tgt_tok.decode(ids, oovs)
+
+    def source_view(self, item: str) -> list[str]:
+        """The source words (with copy: out-of-vocabulary words as written)."""
+        if not self.extended:
+            return super().source_view(item)
+        return split_words(item)[: self.cfg.data.max_src_len]
 
     def read_documents(self, files: list[str]) -> Iterator[str]:
         """Each whole file is one document (``transduce predict --docs``)."""

@@ -81,6 +81,10 @@ class TranslationTask(Task):
             log.warning("%d input(s) longer than %d tokens were truncated", long, max_src)
         return pad_batch([i[:max_src] for i in ids])
 
+    def source_view(self, item: str) -> list[str]:
+        """The source pieces the encoder reads (truncated as in ``encode_inputs``)."""
+        return self.src_tok.tokens(item)[: self.cfg.data.max_src_len]
+
     def input_lengths(self, inputs: list[str]) -> list[int]:
         return [len(text) for text in inputs]
 
