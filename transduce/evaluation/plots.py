@@ -281,7 +281,7 @@ def rounded(weights: Tensor | None, digits: int = 3) -> list[list[float]] | None
     """``(T, S)`` weights as nested lists rounded to ``digits`` (for JSON)."""
     if weights is None:
         return None
-    return torch.round(weights.float(), decimals=digits).tolist()
+    return [[round(w, digits) for w in row] for row in weights.double().tolist()]
 
 
 __all__ = ["Plot", "heatmap", "image_figure", "label", "rounded", "shade", "speech_figure", "stack"]

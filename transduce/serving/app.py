@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 import transduce
+from transduce.alignments import alignments
 from transduce.config import TransduceError
 from transduce.inference import Predictor
 from transduce.tasks.base import Task
@@ -76,10 +77,15 @@ class DecodeOptions(BaseModel):
     batch_size: int | None = Field(None, ge=1, le=256)
     mode: Literal["attention", "ctc_greedy", "joint"] | None = Field(None, description="speech")
     ctc_weight: float | None = Field(None, ge=0, le=1, description="speech, joint mode")
+    attention: bool = Field(
+        False,
+        description="also return, per input, the best output's tokens and each token's "
+        "attention over the source (weights rounded to 3 decimals)",
+    )
 
     def predictor_options(self) -> dict[str, Any]:
         """The options as :meth:`Predictor.predict` takes them (``max_len`` -> a=0, b=N)."""
-        names = set(DecodeOptions.model_fields) - {"model", "max_len"}
+        names = set(DecodeOptions.model_fields) - {"model", "max_len", "attention"}
         options = self.model_dump(include=names, exclude_none=True)
         if self.max_len is not None:
             options.update(max_len_a=0.0, max_len_b=self.max_len)
@@ -97,6 +103,15 @@ class PredictResponse(BaseModel):
     model: str
     seconds: float = Field(description="wall-clock decoding time")
     files: list[str] | None = Field(None, description="/predict/file: the uploaded file names")
+    attention: list[dict[str, Any]] | None = Field(
+        None,
+        description='with "attention": true, per input: "tokens" (the best output\'s tokens), '
+        '"weights" (one row per token over the source positions, each summing to 1; null '
+        'when the decoding has no attention), "what" (which attention), and "source" '
+        '(text: the source tokens), "grid" (images: rows and columns of the encoder grid), '
+        '"seconds" and "ctc" (audio: the length, and the CTC best path per encoder frame), '
+        '"p_gen" (copy models: the copy gate per token)',
+    )
 
 
 def input_kind(task: Task) -> str:
@@ -246,12 +261,23 @@ def create_app(
                 "(send fewer, or start the server with a larger --max-inputs)"
             )
 
-    async def decode(predictor: Predictor, inputs: list, options: dict) -> tuple[list, float]:
+    async def decode(
+        predictor: Predictor, inputs: list, options: dict, attention: bool = False
+    ) -> tuple[list, float, list | None]:
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
-        call = functools.partial(predictor.predict, inputs, **options)
-        outputs = await loop.run_in_executor(executor, call)
-        return outputs, time.perf_counter() - start
+        aligned = None
+        if attention:
+            dcfg = predictor.decode_config(**options)
+            call = functools.partial(alignments, predictor, inputs, dcfg)
+            aligned = await loop.run_in_executor(executor, call)
+        if aligned is not None and predictor.decode_config(**options).nbest <= 1:
+            outputs = [a.text for a in aligned]  # one decoding gives both
+        else:
+            call = functools.partial(predictor.predict, inputs, **options)
+            outputs = await loop.run_in_executor(executor, call)
+        json = [a.to_json() for a in aligned] if aligned is not None else None
+        return outputs, time.perf_counter() - start, json
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -281,10 +307,17 @@ def create_app(
         options = request.predictor_options()
         check_options(predictor, options)
         try:
-            outputs, seconds = await decode(predictor, list(request.inputs), options)
+            outputs, seconds, attention = await decode(
+                predictor, list(request.inputs), options, request.attention
+            )
         except TransduceError as e:
             raise HTTPException(status_code=400, detail=str(e)) from None
-        return {"outputs": outputs, "model": name, "seconds": round(seconds, 4)}
+        return {
+            "outputs": outputs,
+            "model": name,
+            "seconds": round(seconds, 4),
+            "attention": attention,
+        }
 
     @app.post(
         "/predict/file",
@@ -342,13 +375,21 @@ def create_app(
                 await _save_upload(upload, path, limits.max_upload_bytes, names[i])
                 paths.append(str(path))
             try:
-                outputs, seconds = await decode(predictor, paths, options)
+                outputs, seconds, attention = await decode(
+                    predictor, paths, options, opts.attention
+                )
             except TransduceError as e:
                 message = str(e)
                 for path, original in zip(paths, names):  # name the upload, not the temp file
                     message = message.replace(path, original)
                 raise HTTPException(status_code=400, detail=message) from None
-        return {"outputs": outputs, "model": name, "seconds": round(seconds, 4), "files": names}
+        return {
+            "outputs": outputs,
+            "model": name,
+            "seconds": round(seconds, 4),
+            "files": names,
+            "attention": attention,
+        }
 
     return app
 
