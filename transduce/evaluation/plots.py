@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
