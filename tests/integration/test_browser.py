@@ -166,6 +166,18 @@ def wait(driver, condition, timeout: float = 60):
     return WebDriverWait(driver, timeout).until(lambda d: condition(d))
 
 
+def open_page(driver, url: str, title: str) -> None:
+    """Load the page and wait until it shows ``title``; a broken script fails here with
+    the console's errors."""
+    from selenium.common.exceptions import TimeoutException
+
+    driver.get(url)
+    try:
+        wait(driver, lambda d: d.find_element(By.ID, "title").text == title, timeout=30)
+    except TimeoutException:
+        pytest.fail(f"the page did not load its models; console: {console_errors(driver)}")
+
+
 def results(driver):
     """Wait until the page has finished decoding; return the result items."""
     wait(driver, lambda d: d.find_element(By.ID, "run").is_enabled())
@@ -205,8 +217,7 @@ def canvas_is_painted(driver, selector: str) -> bool:
 
 def test_demo_page_in_chromium(server, browser, shots, tmp_path):
     d = browser
-    d.get(server + "/")
-    wait(d, lambda d: d.find_element(By.ID, "title").text == "tiny-translate")
+    open_page(d, server + "/", "tiny-translate")
     assert d.find_element(By.ID, "status").text == "online"
     assert console_errors(d) == []
 
@@ -344,8 +355,7 @@ def test_demo_page_in_chromium(server, browser, shots, tmp_path):
 
 def test_keyboard_labels_and_phone_layout(server, browser, shots):
     d = browser
-    d.get(server + "/")
-    wait(d, lambda d: d.find_element(By.ID, "title").text == "tiny-translate")
+    open_page(d, server + "/", "tiny-translate")
     # every control has a name a screen reader can read
     unnamed = d.execute_script(
         """return [...document.querySelectorAll('input, select, textarea, button')]

@@ -133,6 +133,10 @@ class SentencePieceTokenizer(Tokenizer):
     def tokens(self, text: str) -> list[str]:
         return self.sp.encode(text, out_type=str)
 
+    def tokens_of(self, ids: Iterable[int]) -> list[str]:
+        """Ids -> their pieces, for display."""
+        return [self.sp.id_to_piece(int(i)) for i in ids]
+
     def save(self, directory: str | Path, prefix: str) -> str:
         name = f"{prefix}{self.suffix}"
         Path(directory, name).write_bytes(self.model_proto)

@@ -74,11 +74,12 @@ def shade(weights: Tensor) -> np.ndarray:
 
 
 def label(text: str, limit: int = 18) -> str:
-    """A token as an axis label: whitespace shown as ``␣``, long tokens cut with ``…``."""
-    text = text.replace("\n", " ")
+    """A token as an axis label: a space and sentencepiece's word-start mark shown as
+    ``_``, long tokens cut with ``...`` (Pillow's built-in font has no ``␣``, ``▁``, ``…``)."""
+    text = text.replace("\n", " ").replace("\u2581", "_")  # sentencepiece's word start
     if not text.strip():
-        return "␣" if text else "·"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+        return "_" if text else "."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def heatmap(

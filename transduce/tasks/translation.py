@@ -9,7 +9,12 @@ from torch import Tensor
 
 from transduce.data.batching import pad_batch
 from transduce.data.readers import read_parallel_tsv, resolve_data_path
-from transduce.data.tokenizers import build_tokenizers, load_tokenizers, save_tokenizers
+from transduce.data.tokenizers import (
+    SentencePieceTokenizer,
+    build_tokenizers,
+    load_tokenizers,
+    save_tokenizers,
+)
 from transduce.evaluation.metrics import compute_metrics
 from transduce.tasks.base import Batch, Example, Task, register_task, target_tensors
 
@@ -84,6 +89,13 @@ class TranslationTask(Task):
     def source_view(self, item: str) -> list[str]:
         """The source pieces the encoder reads (truncated as in ``encode_inputs``)."""
         return self.src_tok.tokens(item)[: self.cfg.data.max_src_len]
+
+    def output_tokens(self, ids: list[int], source) -> list[str]:
+        """Subword pieces as the tokenizer writes them (``▁`` starts a word), so the
+        page and the plots can show where words begin; other tokenizers: their words."""
+        if isinstance(self.tgt_tok, SentencePieceTokenizer):
+            return self.tgt_tok.tokens_of(ids)
+        return super().output_tokens(ids, source)
 
     def input_lengths(self, inputs: list[str]) -> list[int]:
         return [len(text) for text in inputs]
