@@ -73,10 +73,16 @@ def shade(weights: Tensor) -> np.ndarray:
     return (white + (blue - white) * v).round().astype(np.uint8)
 
 
+def drawable(text: str) -> str:
+    """``text`` with the characters Pillow's built-in font lacks replaced: newlines,
+    sentencepiece's word start ``▁`` (-> ``_``), its unknown ``⁇`` (-> ``<unk>``)."""
+    return text.replace("\n", " ").replace("\u2581", "_").replace("\u2047", "<unk>")
+
+
 def label(text: str, limit: int = 18) -> str:
     """A token as an axis label: a space and sentencepiece's word-start mark shown as
     ``_``, long tokens cut with ``...`` (Pillow's built-in font has no ``␣``, ``▁``, ``…``)."""
-    text = text.replace("\n", " ").replace("\u2581", "_")  # sentencepiece's word start
+    text = drawable(text)
     if not text.strip():
         return "_" if text else "."
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -112,10 +118,11 @@ def heatmap(
     gate_w = 70 if p_gen is not None else 0
     width = left + S * cell + gate_w + 8
     height = top + T * cell + 8
-    canvas = Image.new("RGB", (max(width, 200), height), WHITE)
+    title_w = _text_width(probe, drawable(title), font) + 8 if title else 0
+    canvas = Image.new("RGB", (max(width, 200, title_w), height), WHITE)
     draw = ImageDraw.Draw(canvas)
     if title:
-        draw.text((4, 2), title, fill=BLACK, font=font)
+        draw.text((4, 2), drawable(title), fill=BLACK, font=font)
     cells = shade(weights).repeat(cell, axis=0).repeat(cell, axis=1)  # (T*cell, S*cell, 3)
     canvas.paste(Image.fromarray(cells, "RGB"), (left, top))
     for i in range(S + 1):
@@ -175,7 +182,7 @@ def speech_figure(
     canvas = Image.new("RGB", (left + width_t + 8, height), WHITE)
     draw = ImageDraw.Draw(canvas)
     if title:
-        draw.text((4, 2), title, fill=BLACK, font=font)
+        draw.text((4, 2), drawable(title), fill=BLACK, font=font)
     spec = features.float()
     spec = (spec - spec.min()) / (spec.max() - spec.min()).clamp(min=1e-6)
     gray = (spec.T.flip(0).numpy() * 255).astype(np.uint8)  # low frequencies at the bottom
