@@ -123,8 +123,9 @@ def heatmap(
     draw = ImageDraw.Draw(canvas)
     if title:
         draw.text((4, 2), drawable(title), fill=BLACK, font=font)
-    cells = shade(weights).repeat(cell, axis=0).repeat(cell, axis=1)  # (T*cell, S*cell, 3)
-    canvas.paste(Image.fromarray(cells, "RGB"), (left, top))
+    if T and S:  # an empty output draws the axes only
+        cells = shade(weights).repeat(cell, axis=0).repeat(cell, axis=1)  # (T*cell, S*cell, 3)
+        canvas.paste(Image.fromarray(cells, "RGB"), (left, top))
     for i in range(S + 1):
         draw.line([(left + i * cell, top), (left + i * cell, top + T * cell)], fill=GRID)
     for t in range(T + 1):
@@ -200,7 +201,7 @@ def speech_figure(
             draw.line([(x, top), (x, top + spec_h)], fill=(230, 126, 34))
             draw.text((x - 3, y + 2), label(ch, 3), fill=(160, 60, 0), font=font)
         y += strip_h
-    if weights is not None:
+    if weights is not None and weights.numel():
         T, S = weights.shape
         row = weights.float() / weights.float().amax(dim=1, keepdim=True).clamp(min=1e-9)
         up = F.interpolate(row[None, None], size=(T, width_t), mode="nearest")[0, 0]
