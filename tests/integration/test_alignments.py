@@ -92,7 +92,7 @@ def test_long_input_stays_readable(models):
     p = models["translation"]
     long = " ".join(read_parallel_tsv(resolve_data_path("sample:ddtp-de-en/test.tsv"))[i][0]
                     for i in range(8))  # fmt: skip
-    (a,) = alignments(p, [long], p.decode_config(max_len_b=60))
+    (a,) = alignments(p, [long], p.decode_config(beam=1, max_len_b=12))
     assert len(a.source) >= 50
     fig = plots.heatmap(a.source, a.tokens, a.weights)
     assert fig.cell >= 14 and fig.image.width >= len(a.source) * fig.cell
