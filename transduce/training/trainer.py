@@ -263,7 +263,7 @@ class Trainer:
             state["rng_ranks"] = rng_ranks
         return state
 
-    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         src_lens, tgt_lens = example_lengths(self.train_examples)
         return token_batches(
             src_lens,
@@ -272,9 +272,10 @@ class Trainer:
             shuffle=True,
             seed=self.cfg.train.seed,
             epoch=epoch,
+            as_arrays=True,
         )
 
-    def _update_groups(self, batches: list[list[int]]) -> list[list[list[int]]]:
+    def _update_groups(self, batches: list[np.ndarray]) -> list[list[np.ndarray]]:
         """This rank's batches for each update of the epoch.
 
         Update k consumes batches ``[k*N*A, (k+1)*N*A)`` of the shared epoch list (N
