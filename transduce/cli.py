@@ -177,6 +177,20 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_binarize(args: argparse.Namespace) -> int:
+    from transduce.config import load_config
+    from transduce.tasks.binarize import binarize
+
+    cfg = load_config(args.config, args.overrides)
+    out = args.out or cfg.data.binarized
+    if not out:
+        raise TransduceError("give --out DIR, or set data.binarized in the config")
+    meta = binarize(cfg, out, force=args.force)
+    print(json.dumps(meta, indent=2, ensure_ascii=False))
+    print(f"train on it with: transduce train {args.config} data.binarized={out}", file=sys.stderr)
+    return 0
+
+
 def cmd_average(args: argparse.Namespace) -> int:
     import torch
 
@@ -321,6 +335,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="output folder (default data/<name>)")
     q.add_argument("--lists-dir", help="ddtp: apt lists folder holding the Translation files")
     q.set_defaults(func=cmd_data)
+    q = dsub.add_parser(
+        "binarize",
+        help="tokenize a config's training corpus once into memory-mapped shards "
+        "(train on corpora larger than memory)",
+    )
+    q.add_argument("config", help="YAML config whose data.train and tokenizer are used")
+    q.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    q.add_argument("--out", help="output folder (default: the config's data.binarized)")
+    q.add_argument("--force", action="store_true", help="replace a binarized folder at --out")
+    q.set_defaults(func=cmd_binarize)
 
     p = sub.add_parser("average", help="average a run's best checkpoints into a model folder")
     p.add_argument("run", help="run folder")

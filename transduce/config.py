@@ -41,6 +41,9 @@ class DataConfig:
     max_src_len: int = 256  # tokens; longer sources are truncated
     max_tgt_len: int = 256  # tokens; longer training targets are truncated
     caption_lang: str = "en"  # captioning: which language of the captions to learn
+    # A folder made by `transduce data binarize` (memory-mapped token ids) to train on
+    # instead of reading data.train into memory; made on the first `train` if missing.
+    binarized: str = ""
 
 
 @dataclass

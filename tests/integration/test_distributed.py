@@ -68,3 +68,66 @@ def test_cli_nproc_2_trains_and_writes_best(data_dir, tmp_path, capsys):
     # the run exists: a second start without --resume is one clear error from the workers
     assert main(["train", str(config), "--run-dir", str(run), "--nproc", "2"]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def _torchrun_nodes(config, run, port, *extra):
+    """Two torchrun "nodes" of one process each on this machine, rendezvous over c10d."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [
+        str(torchrun),
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+        "--rdzv-id",
+        f"t{port}",
+        "-m",
+        "transduce.cli",
+        "train",
+        str(config),
+        "--run-dir",
+        str(run),
+        *extra,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [node.communicate(timeout=300) for node in nodes]
+    for node, (_, err) in zip(nodes, outs):
+        assert node.returncode == 0, err[-3000:]
+
+
+def test_two_torchrun_nodes_equal_one_process_accumulating(data_dir, tmp_path):
+    """`torchrun --nnodes 2` launched twice (two "machines" sharing a filesystem path):
+    same weights as one process with accumulate 2; only rank 0 writes the run folder;
+    both nodes resume from it."""
+    model = _model(0.0)
+    cfg = dict(SMALL, valid_every=2)
+    Trainer(tiny_config(data_dir, model, accumulate=2, **cfg), tmp_path / "one").fit()
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(data_dir, model, **cfg).to_dict()))
+    cut = tmp_path / "cut.yaml"
+    cut.write_text(
+        yaml.safe_dump(tiny_config(data_dir, model, **{**cfg, "max_steps": 2}).to_dict())
+    )
+    _torchrun_nodes(cut, tmp_path / "nodes", distributed.free_port())
+    assert load_checkpoint(tmp_path / "nodes" / "last.pt")["progress"]["step"] == 2
+    _torchrun_nodes(config, tmp_path / "nodes", distributed.free_port(), "--resume")
+    one = load_checkpoint(tmp_path / "one" / "last.pt")
+    two = load_checkpoint(tmp_path / "nodes" / "last.pt")
+    assert two["world_size"] == 2 and two["progress"]["step"] == 4
+    for key in one["model"]:
+        torch.testing.assert_close(two["model"][key], one["model"][key], rtol=0, atol=1e-6)
+    written = sorted(p.name for p in (tmp_path / "nodes").iterdir())
+    assert "best" in written and "last.pt" in written and "summary.json" in written

@@ -83,3 +83,50 @@ def test_bf16_autocast_trains_without_attention(data_dir, tmp_path):
     history = Trainer(cfg, tmp_path / "bf16").fit()["history"]
     assert all(math.isfinite(h["loss"]) for h in history)
     assert history[-1]["loss"] < 0.8 * math.log(600)
+
+
+class _InjectInf(Trainer):
+    """Makes the gradients of update ``at`` infinite and records what the step did."""
+
+    at = 2
+
+    def _step(self):
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls == self.at:
+            p = next(self.model.parameters())
+            p.grad[0] = float("inf")
+            before = {k: v.clone() for k, v in self.model.state_dict().items()}
+            lr = self.scheduler.get_lr()
+            super()._step()
+            self.unchanged = all(
+                torch.equal(before[k], v) for k, v in self.model.state_dict().items()
+            )
+            self.lr_unchanged = lr == self.scheduler.get_lr()
+        else:
+            super()._step()
+
+
+def test_non_finite_gradients_skip_the_update(data_dir, tmp_path):
+    cfg = tiny_config(data_dir, TINY_TRANSFORMER, max_steps=6, valid_every=6, batch_tokens=400)
+    trainer = _InjectInf(cfg, tmp_path / "inf")
+    summary = trainer.fit()
+    assert trainer.unchanged and trainer.lr_unchanged  # weights and schedule untouched
+    assert summary["skipped_updates"] == 1
+    assert "update skipped (1 skipped so far)" in (tmp_path / "inf" / "train.log").read_text()
+    weights = load_checkpoint(tmp_path / "inf" / "last.pt")["model"]
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+
+def test_a_diverged_run_stops_with_a_clear_error(data_dir, tmp_path, monkeypatch):
+    import transduce.training.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "MAX_SKIPS_IN_A_ROW", 3)
+
+    class AlwaysInf(Trainer):
+        def _step(self):
+            next(self.model.parameters()).grad[0] = float("nan")
+            super()._step()
+
+    cfg = tiny_config(data_dir, TINY_TRANSFORMER, max_steps=10, valid_every=10, batch_tokens=400)
+    with pytest.raises(TransduceError, match="3 updates in a row had NaN"):
+        AlwaysInf(cfg, tmp_path / "nan").fit()

@@ -26,7 +26,8 @@ def token_batches(
     shuffle: bool = True,
     seed: int = 0,
     epoch: int = 0,
-) -> list[list[int]]:
+    as_arrays: bool = False,
+) -> list[list[int]] | list[np.ndarray]:
     """Group example indices into batches of at most ``max_tokens`` padded tokens.
 
     A batch of n examples costs ``max(src_len) * n + max(tgt_len) * n`` (pass lengths
@@ -35,7 +36,8 @@ def token_batches(
     both from (seed, epoch). An example longer than ``max_tokens`` gets a batch of its
     own. Without ``shuffle`` the order is sorted and fully deterministic (for evaluation).
 
-    Returns a list of batches, each a list of indices into the length arrays.
+    Returns a list of batches, each a list of indices into the length arrays (with
+    ``as_arrays``, an int64 array each: what training on millions of examples wants).
     """
     src = np.asarray(src_lens, dtype=np.int64).reshape(-1)
     tgt = np.asarray(tgt_lens, dtype=np.int64).reshape(-1)
@@ -48,21 +50,27 @@ def token_batches(
     # lexsort sorts by the last key first; it is stable, so the permutation breaks ties.
     order = order[np.lexsort((tgt[order], src[order]))]
 
-    batches: list[list[int]] = []
-    current: list[int] = []
-    max_src = max_tgt = 0
-    for i in order.tolist():
-        s, t = max(max_src, int(src[i])), max(max_tgt, int(tgt[i]))
-        if current and (s + t) * (len(current) + 1) > max_tokens:
-            batches.append(current)
-            current, s, t = [], int(src[i]), int(tgt[i])
-        current.append(i)
-        max_src, max_tgt = s, t
-    if current:
-        batches.append(current)
+    # Greedy packing along the sorted order; only batch boundaries are kept in Python,
+    # so a corpus of millions of examples costs its index arrays, not lists of ints.
+    bounds: list[int] = []
+    size = max_src = max_tgt = 0
+    src_sorted, tgt_sorted = src[order], tgt[order]
+    chunk = 1 << 20  # lists of Python ints for at most this many examples at a time
+    for start in range(0, len(order), chunk):
+        pairs = zip(
+            src_sorted[start : start + chunk].tolist(), tgt_sorted[start : start + chunk].tolist()
+        )
+        for pos, (ls, lt) in enumerate(pairs, start):
+            s, t = max(max_src, ls), max(max_tgt, lt)
+            if size and (s + t) * (size + 1) > max_tokens:
+                bounds.append(pos)
+                size, s, t = 0, ls, lt
+            size += 1
+            max_src, max_tgt = s, t
+    batches = np.split(order, bounds) if len(order) else []
     if rng is not None:
         batches = [batches[j] for j in rng.permutation(len(batches)).tolist()]
-    return batches
+    return batches if as_arrays else [b.tolist() for b in batches]
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,7 @@ numbers match what an editor shows even when text holds other Unicode separators
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -78,6 +79,23 @@ def _decode_lines(data: bytes, name: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
+def _parse_tsv_line(line: str, where: str) -> tuple[str, str]:
+    """One ``source<TAB>target`` line -> (src, tgt); ``where`` is ``file:line``."""
+    tabs = line.count("\t")
+    if tabs == 0:
+        what = "is empty" if not line.strip() else "has no tab"
+        raise TransduceError(f"{where}: line {what}; expected source<TAB>target")
+    if tabs > 1:
+        raise TransduceError(
+            f"{where}: line has {tabs} tabs; expected exactly one (source<TAB>target)"
+        )
+    src, tgt = (side.strip() for side in line.split("\t"))
+    if not src or not tgt:
+        side = "source" if not src else "target"
+        raise TransduceError(f"{where}: empty {side} side; remove the line or fill it in")
+    return src, tgt
+
+
 def read_parallel_tsv(path: str | Path) -> list[tuple[str, str]]:
     """Read ``source<TAB>target`` lines -> list of (src, tgt), sides stripped of outer spaces.
 
@@ -85,23 +103,37 @@ def read_parallel_tsv(path: str | Path) -> list[tuple[str, str]]:
     one tab, or an empty side.
     """
     path = Path(path)
-    pairs = []
-    for lineno, line in enumerate(_decode_lines(_read_bytes(path), str(path)), 1):
-        where = f"{path}:{lineno}"
-        tabs = line.count("\t")
-        if tabs == 0:
-            what = "is empty" if not line.strip() else "has no tab"
-            raise TransduceError(f"{where}: line {what}; expected source<TAB>target")
-        if tabs > 1:
-            raise TransduceError(
-                f"{where}: line has {tabs} tabs; expected exactly one (source<TAB>target)"
-            )
-        src, tgt = (side.strip() for side in line.split("\t"))
-        if not src or not tgt:
-            side = "source" if not src else "target"
-            raise TransduceError(f"{where}: empty {side} side; remove the line or fill it in")
-        pairs.append((src, tgt))
-    return pairs
+    lines = _decode_lines(_read_bytes(path), str(path))
+    return [_parse_tsv_line(line, f"{path}:{n}") for n, line in enumerate(lines, 1)]
+
+
+def iter_parallel_tsv(path: str | Path) -> Iterator[tuple[str, str]]:
+    """:func:`read_parallel_tsv` one line at a time, in memory bounded by the longest line.
+
+    For corpora larger than memory (``transduce data binarize``); same checks, same
+    messages.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise TransduceError(f"'{path}' is a folder, expected a text file")
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (closed below, also when the caller stops early)
+    except OSError as e:
+        raise TransduceError(f"cannot read '{path}': {e.strerror or e}") from None
+    with f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise TransduceError(
+                    f"{path}:{n}: not valid UTF-8 (byte {raw[e.start]:#04x}); "
+                    "convert the file to UTF-8, e.g. with iconv"
+                ) from None
+            if n == 1 and line.startswith("\ufeff"):
+                line = line[1:]
+            line = line.rstrip("\n")
+            line = line[:-1] if line.endswith("\r") else line
+            yield _parse_tsv_line(line, f"{path}:{n}")
 
 
 def read_lines(source: str | Path | TextIO | BinaryIO) -> list[str]:

@@ -126,6 +126,16 @@ class Task(abc.ABC):
     def read_split(self, split: str) -> list:
         raise NotImplementedError
 
+    def iter_split(self, split: str) -> Iterator:
+        """The items of ``split`` one at a time (``transduce data binarize`` streams a
+        corpus larger than memory through this). Tasks that can read their files line by
+        line override it; the default reads the whole split."""
+        yield from self.read_split(split)
+
+    # Whether the task's examples are token ids on both sides, so that a corpus can be
+    # binarized into memory-mapped shards (``transduce data binarize``).
+    binarizable: bool = False
+
     @abc.abstractmethod
     def examples(self, items: list, train: bool = False) -> list[Example]:
         raise NotImplementedError

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from torch import Tensor
 
 from transduce.data.batching import pad_batch
-from transduce.data.readers import read_parallel_tsv, resolve_data_path
+from transduce.data.readers import iter_parallel_tsv, read_parallel_tsv, resolve_data_path
 from transduce.data.tokenizers import (
     SentencePieceTokenizer,
     build_tokenizers,
@@ -54,13 +55,21 @@ class TranslationTask(Task):
         return self.tgt_tok.vocab_size
 
     # data ------------------------------------------------------------------------
-    def read_split(self, split: str) -> list[tuple[str, str]]:
+    binarizable = True
+
+    def _split_path(self, split: str) -> Path:
         spec = getattr(self.cfg.data, split)
         if not spec:
             from transduce.config import ConfigError
 
             raise ConfigError(f"data.{split} is not set in the config")
-        return read_parallel_tsv(resolve_data_path(spec))
+        return resolve_data_path(spec)
+
+    def read_split(self, split: str) -> list[tuple[str, str]]:
+        return read_parallel_tsv(self._split_path(split))
+
+    def iter_split(self, split: str) -> Iterator[tuple[str, str]]:
+        yield from iter_parallel_tsv(self._split_path(split))
 
     def examples(self, items: list[tuple[str, str]], train: bool = False) -> list[Example]:
         max_src, max_tgt = self.cfg.data.max_src_len, self.cfg.data.max_tgt_len

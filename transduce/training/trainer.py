@@ -22,6 +22,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +33,11 @@ from tqdm import tqdm
 
 from transduce.config import Config, ConfigError, TransduceError
 from transduce.data.batching import token_batches
+from transduce.data.binarized import example_lengths
 from transduce.inference import save_model_dir, search
 from transduce.models.seq2seq import EncoderDecoder, build_model
 from transduce.tasks import Example, Task, build_task
+from transduce.tasks.binarize import binarize, open_binarized
 from transduce.training import distributed
 from transduce.training.checkpoint import (
     CheckpointManager,
@@ -48,6 +51,7 @@ from transduce.training.loss import build_aux_losses, label_smoothed_nll, regist
 from transduce.training.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger("transduce.train")
+MAX_SKIPS_IN_A_ROW = 20  # past this a run has diverged (fp32/bf16; fp16 lowers its scale)
 
 
 @dataclass
@@ -62,6 +66,8 @@ class Progress:
     bad_validations: int = 0
     last_valid_step: int = -1
     history: list = field(default_factory=list)
+    skipped: int = 0  # updates skipped for non-finite gradients
+    skipped_in_a_row: int = 0
 
 
 @register_aux_loss("coverage")
@@ -162,22 +168,36 @@ class Trainer:
             log.propagate = False  # the progress bar speaks to the terminal; the log to the file
 
         torch.manual_seed(cfg.train.seed)
-        train_items = self.task.read_split("train")
-        valid_items = self.task.read_split("valid")
-        if self.resume:
-            self.task.load(run / "vocab")
-        elif main:
-            self.task.fit(train_items)
-            self.task.save(run / "vocab")
-        distributed.barrier()
-        if not self.resume and not main:
-            self.task.load(run / "vocab")  # rank 0's vocabulary, not a second fit
-        self.train_examples: list[Example] = self.task.examples(train_items, train=True)
-        self.valid_examples: list[Example] = self.task.examples(valid_items)
+        binarized = Path(cfg.data.binarized) if cfg.data.binarized else None
+        if binarized is not None:
+            # token ids stay on disk (memory maps); the vocabulary is the folder's
+            if main and not binarized.exists():
+                binarize(cfg, binarized)
+            distributed.barrier()
+            train = open_binarized(cfg, binarized)
+            self.task.load(run / "vocab" if self.resume else binarized / "vocab")
+            if main and not self.resume:
+                self.task.save(run / "vocab")
+        else:
+            train_items = self.task.read_split("train")
+            if self.resume:
+                self.task.load(run / "vocab")
+            elif main:
+                self.task.fit(train_items)
+                self.task.save(run / "vocab")
+            distributed.barrier()
+            if not self.resume and not main:
+                self.task.load(run / "vocab")  # rank 0's vocabulary, not a second fit
+            train = self.task.examples(train_items, train=True)
+            del train_items
+        self.train_examples: Sequence[Example] = train
+        self.valid_examples: list[Example] = self.task.examples(self.task.read_split("valid"))
         self.model: EncoderDecoder = build_model(
             cfg.model, self.task.src_vocab_size, self.task.tgt_vocab_size
         ).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.train)
+        # fp16 gradients underflow without loss scaling; the scaler is a no-op otherwise
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
         self.scheduler = build_scheduler(
             self.optimizer, cfg.train, cfg.train.max_steps or None, model_width(cfg)
         )
@@ -195,6 +215,8 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
+            if "scaler" in state:
+                self.scaler.load_state_dict(state["scaler"])
             self.progress = Progress(**state["progress"])
             restore_rng_state(state.get("rng_ranks", [state["rng"]])[self.world.rank])
             log.info("resumed at step %d (epoch %d, batch %d)", *self._position())
@@ -235,22 +257,25 @@ class Trainer:
             "rng": rng_ranks[0],
             "world_size": self.world.size,
         }
+        if self.scaler.is_enabled():
+            state["scaler"] = self.scaler.state_dict()
         if self.world.distributed:
             state["rng_ranks"] = rng_ranks
         return state
 
-    def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        ex = self.train_examples
+    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        src_lens, tgt_lens = example_lengths(self.train_examples)
         return token_batches(
-            [e.src_len for e in ex],
-            [len(e.tgt) + 1 for e in ex],
+            src_lens,
+            tgt_lens,
             self.cfg.train.batch_tokens,
             shuffle=True,
             seed=self.cfg.train.seed,
             epoch=epoch,
+            as_arrays=True,
         )
 
-    def _update_groups(self, batches: list[list[int]]) -> list[list[list[int]]]:
+    def _update_groups(self, batches: list[np.ndarray]) -> list[list[np.ndarray]]:
         """This rank's batches for each update of the epoch.
 
         Update k consumes batches ``[k*N*A, (k+1)*N*A)`` of the shared epoch list (N
@@ -292,6 +317,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         started = time.monotonic() - p.seconds
+        self.comm_seconds = 0.0  # in the gradient all-reduce since the last log line
         tokens_seen, window_start = 0, time.monotonic()
         stop = self._should_stop(started)
         while not stop:
@@ -304,9 +330,11 @@ class Trainer:
                 tokens_seen += n_tokens
                 bar.update(1)
                 if main and (p.step % t.log_every == 0 or p.step == 1):
-                    rate = tokens_seen / max(time.monotonic() - window_start, 1e-9)
+                    window = max(time.monotonic() - window_start, 1e-9)
+                    rate = tokens_seen / window
+                    comm, self.comm_seconds = self.comm_seconds / window, 0.0
                     tokens_seen, window_start = 0, time.monotonic()
-                    self._log_train(bar, loss, rate, started)
+                    self._log_train(bar, loss, rate, started, comm)
                 if p.step % t.valid_every == 0:
                     stop = self._validate_and_save()
                 stop = stop or self._should_stop(started)
@@ -362,17 +390,51 @@ class Trainer:
             )
             for _, weight, term in self.aux_losses:
                 loss = loss + weight * term(self.model, batch, enc_out, attn)
-            (loss / group_tokens).backward()
+            self.scaler.scale(loss / group_tokens).backward()
             nll_total += float(nll)
+        comm_start = time.monotonic()
         distributed.all_reduce_gradients(self.model)
         nll_total = distributed.all_reduce_sum(nll_total)
-        if self.cfg.train.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
-        self.optimizer.step()
-        self.scheduler.step()
+        self.comm_seconds += time.monotonic() - comm_start
+        self._step()
         return nll_total / max(group_tokens, 1), group_tokens
 
-    def _log_train(self, bar: tqdm, loss: float, tokens_per_s: float, started: float) -> None:
+    def _step(self) -> None:
+        """Clip and apply the summed gradients, or skip an update whose gradients are not
+        finite (fp16 overflow, or a NaN/inf anywhere): the weights, optimizer moments and
+        learning rate stay as they were, and the skip is counted in the log. Every rank
+        holds the same summed gradients, so every rank decides alike."""
+        self.scaler.unscale_(self.optimizer)  # a no-op unless fp16 scales the loss
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clip = self.cfg.train.clip_norm
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+        finite = bool(torch.isfinite(norm))
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)  # skips by itself on inf/NaN
+            self.scaler.update()  # and lowers the loss scale
+        elif finite:
+            self.optimizer.step()
+        if finite:
+            self.scheduler.step()
+            self.progress.skipped_in_a_row = 0
+            return
+        self.progress.skipped += 1
+        self.progress.skipped_in_a_row += 1
+        log.info(
+            "step %d: gradients not finite, update skipped (%d skipped so far)",
+            self.progress.step + 1,
+            self.progress.skipped,
+        )
+        if self.progress.skipped_in_a_row >= MAX_SKIPS_IN_A_ROW and not self.scaler.is_enabled():
+            raise TransduceError(
+                f"{MAX_SKIPS_IN_A_ROW} updates in a row had NaN or infinite gradients; the "
+                "model diverged: lower train.lr, set train.clip_norm, or use train.precision: fp32"
+            )
+
+    def _log_train(
+        self, bar: tqdm, loss: float, tokens_per_s: float, started: float, comm: float = 0.0
+    ) -> None:
+        """``comm``: the share of the wall time spent in the gradient all-reduce."""
         p, t = self.progress, self.cfg.train
         lr = self.scheduler.get_lr()
         postfix = {"loss": f"{loss:.3f}", "lr": f"{lr:.2e}", "tok/s": f"{tokens_per_s:,.0f}"}
@@ -383,7 +445,14 @@ class Trainer:
         self.tb.add_scalar("train/loss", loss, p.step)
         self.tb.add_scalar("train/lr", lr, p.step)
         self.tb.add_scalar("train/tokens_per_second", tokens_per_s, p.step)
-        log.info("step %d loss %.4f lr %.3e tok/s %.0f", p.step, loss, lr, tokens_per_s)
+        if self.world.distributed:
+            self.tb.add_scalar("train/allreduce_share", comm, p.step)
+            log.info(
+                "step %d loss %.4f lr %.3e tok/s %.0f allreduce %.1f%%",
+                *(p.step, loss, lr, tokens_per_s, 100 * comm),
+            )
+        else:
+            log.info("step %d loss %.4f lr %.3e tok/s %.0f", p.step, loss, lr, tokens_per_s)
 
     # validation ----------------------------------------------------------------
     @torch.inference_mode()
@@ -465,6 +534,7 @@ class Trainer:
         save_model_dir(self.run_dir / "last", self.model, self.cfg, self.task)
         summary = {
             "steps": self.progress.step,
+            "skipped_updates": self.progress.skipped,
             "epochs": self.progress.epoch,
             "seconds": round(self.progress.seconds, 1),
             f"best_valid_{self.metric}": self.progress.best,
