@@ -151,13 +151,14 @@ class DecoderState:
     def reorder(self, index: Tensor, sentences: Tensor | None = None) -> DecoderState:
         """Return a state whose batch row ``i`` is this state's row ``index[i]``.
 
-        sentences: for per-sentence entries, the old sentence of each new one.
-            Default: with one row per sentence, ``index``; with ``groups > 1``,
-            unchanged (beam search reorders hypotheses within their sentences and
-            passes ``sentences`` only when some sentences leave the batch). The
-            per-sentence entries are then shared with this state, not copied.
+        sentences: with ``groups > 1``, the old sentence of each new group of rows;
+            None keeps the sentences as they are (beam search reorders hypotheses
+            within their sentences and passes ``sentences`` only when some leave
+            the batch), and the per-sentence entries are shared, not copied. With
+            one row per sentence (``groups == 1``) per-sentence entries follow
+            ``index`` and ``sentences`` is ignored.
         """
-        if sentences is None and self._groups == 1:
+        if self._groups == 1:
             sentences = index
         entries = {}
         for k, v in self.entries().items():
