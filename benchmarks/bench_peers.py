@@ -20,6 +20,7 @@ Use ``bench_peers.sh``, which creates the peers' environment and models first.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -58,17 +59,24 @@ def peer_case(args, script: str, extra: list[str]) -> dict:
     return {"error": err or "no RESULT line"}
 
 
-def transduce_case(args, bench: str, extra: list[str]) -> dict:
+def transduce_case(args, bench: str, extra: list[str], root: Path = HERE.parent) -> dict:
+    """bench_transduce.py of the checkout at ``root`` (this one, or ``--before``)."""
     with tempfile.TemporaryDirectory() as tmp:
         out_file = Path(tmp) / "rows.jsonl"
-        cmd = [sys.executable, str(HERE / "bench_transduce.py"), "--threads", str(args.threads)]
-        _, err = run([*cmd, "--out", str(out_file), bench, *extra], args.timeout)
+        script = root / "benchmarks" / "bench_transduce.py"
+        cmd = ["env", f"PYTHONPATH={root}", sys.executable, str(script)]
+        cmd += ["--threads", str(args.threads), "--out", str(out_file)]
+        _, err = run([*cmd, bench, *extra], args.timeout)
         if err or not out_file.exists():
             return {"error": err or "no result"}
         return json.loads(out_file.read_text().splitlines()[-1])
 
 
 def decode_cell(args, config: str, beam: int, system: str) -> dict:
+    if system == "transduce before":
+        shape = ["--configs", config, "--beams", str(beam), "--reps", str(args.reps)]
+        rec = transduce_case(args, "decode", shape, Path(args.before))
+        return {**rec, "tok_s": rec.get("tgt_tok_s")}
     if system.startswith("transduce"):
         precision = system.split()[1]
         rec = transduce_case(
@@ -88,10 +96,10 @@ def decode_cell(args, config: str, beam: int, system: str) -> dict:
 
 
 def train_cell(args, config: str, system: str) -> dict:
-    if system == "transduce fp32":
-        rec = transduce_case(
-            args, "train", ["--configs", config, "--steps", str(args.train_steps)]
-        )
+    if system.startswith("transduce"):
+        root = Path(args.before) if system == "transduce before" else HERE.parent
+        steps = ["--configs", config, "--steps", str(args.train_steps)]
+        rec = transduce_case(args, "train", steps, root)
         return {**rec, "tok_s": rec.get("tgt_tok_s")}
     rec = peer_case(
         args,
@@ -122,10 +130,17 @@ def main() -> None:
     ap.add_argument("--train", nargs="*", default=["small", "base"], help="training configs")
     ap.add_argument("--train-steps", type=int, default=3)
     ap.add_argument("--timeout", type=int, default=900, help="seconds per case")
+    ap.add_argument(
+        "--before",
+        help="another transduce checkout (e.g. `git worktree add /tmp/before main`): "
+        "adds its fp32 figures as a 'transduce before' column",
+    )
     ap.add_argument("--out", default="benchmarks/peers.json")
     ap.add_argument("--md", default="benchmarks/peers.md")
     args = ap.parse_args()
 
+    systems = (["transduce before"] if args.before else []) + SYSTEMS
+    train_systems = (["transduce before"] if args.before else []) + ["transduce fp32", "HF"]
     records = []
 
     def case(workload: str, system: str, fn) -> None:
@@ -141,25 +156,27 @@ def main() -> None:
     for config in args.configs:
         for beam in args.beams:
             workload = f"{config} {'greedy' if beam == 1 else f'beam {beam}'}"
-            for system in SYSTEMS:
-                case(workload, system, lambda c=config, b=beam, s=system: decode_cell(args, c, b, s))
+            for system in systems:
+                cell = functools.partial(decode_cell, args, config, beam, system)
+                case(workload, system, cell)
     for config in args.train:
-        for system in ("transduce fp32", "HF"):
+        for system in train_systems:
             case(f"train {config}", system, lambda c=config, s=system: train_cell(args, c, s))
 
     table = {}
     for r in records:
         table.setdefault(r["workload"], {})[r["system"]] = r.get("tok_s")
+    ratio_names = ["fp32 / HF", "fp32 / CT2 fp32", "int8 / CT2 int8"]
     lines = [
-        "| workload | " + " | ".join(SYSTEMS) + " | fp32 / HF | fp32 / CT2 fp32 | int8 / CT2 int8 |",
-        "|---" * (len(SYSTEMS) + 4) + "|",
+        "| workload | " + " | ".join(systems + ratio_names) + " |",
+        "|---" * (len(systems) + len(ratio_names) + 1) + "|",
     ]
     for workload, row in table.items():
 
         def ratio(a: str, b: str, row=row) -> str:
             return f"{row[a] / row[b]:.2f}" if row.get(a) and row.get(b) else ""
 
-        cells = [fmt(row.get(s)) for s in SYSTEMS]
+        cells = [fmt(row.get(s)) for s in systems]
         ratios = [
             ratio("transduce fp32", "HF"),
             ratio("transduce fp32", "CT2 fp32"),
