@@ -10,9 +10,9 @@ VNNI where the CPU has it). Embeddings, LayerNorms, convolutions and plain
 ``nn.RNN`` layers stay float32. A tied output projection gets its own int8
 copy of the shared weight; the embedding keeps the float one.
 
-Measured on this project's CPU (2 threads), one ``(32, 512) x (512, 32000)``
-output projection: 10 ms int8 against 74 ms float32 (the float one is bound by
-reading 64 MB of weights per step). CPU only: PyTorch has no dynamic int8
+Measured on this project's CPU (1 thread, machine shared with other jobs), one
+``(32, 512) x (512, 32000)`` output projection: 10 ms int8 against 74 ms float32
+(the float one reads 64 MB of weights per step). CPU only: PyTorch has no dynamic int8
 kernels for CUDA.
 """
 
