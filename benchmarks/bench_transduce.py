@@ -15,7 +15,7 @@ Three measurements, each printed as a table and appended as JSON lines to
   trained model of any task decodes a data split with beam 5 (the real workload).
 
 Examples:
-    python benchmarks/bench_transduce.py decode --configs small base --beams 1 4
+    python benchmarks/bench_transduce.py decode --configs small base --beams 1 4 [--precision int8]
     python benchmarks/bench_transduce.py train --configs small
     python benchmarks/bench_transduce.py translate runs/ddtp-de-en-transformer/best --split test
 """
@@ -34,6 +34,7 @@ import torch
 
 from transduce.config import ModelConfig
 from transduce.decoding import beam_search, greedy_search
+from transduce.models.quantize import apply_precision
 from transduce.models.seq2seq import build_model
 from transduce.training.loss import label_smoothed_nll
 
@@ -84,7 +85,7 @@ def decode_case(model, src, mask, beam: int, n: int):
 def bench_decode(args) -> list[dict]:
     rows = []
     for name in args.configs:
-        model = peer_model(name).eval()
+        model = apply_precision(peer_model(name).eval(), args.precision)
         vocab = CONFIGS[name]["vocab"]
         g = torch.Generator().manual_seed(0)
         src = torch.randint(4, vocab, (args.batch, args.src_len), generator=g)
@@ -103,6 +104,7 @@ def bench_decode(args) -> list[dict]:
                     config=name,
                     beam=beam,
                     batch=args.batch,
+                    precision=args.precision,
                     tgt_tok_s=round(args.batch * args.tgt_len / t, 1),
                     best_tgt_tok_s=round(args.batch * args.tgt_len / min(times), 1),
                     time_s=round(t, 4),
@@ -114,7 +116,7 @@ def bench_decode(args) -> list[dict]:
 
 def train_step(model, opt, batches, mask, i: int) -> None:
     src, tgt = batches[i % len(batches)]
-    logits, _ = model(src, mask, tgt)
+    logits, _ = model(src, mask, tgt, need_attention=False)  # as the trainer does
     loss, _, n = label_smoothed_nll(logits, tgt, 0, 0.1)
     (loss / n).backward()
     opt.step()
@@ -159,7 +161,7 @@ def bench_train(args) -> list[dict]:
 def bench_translate(args) -> list[dict]:
     from transduce.inference import Predictor
 
-    predictor = Predictor.load(args.model)
+    predictor = Predictor.load(args.model, precision=args.precision)
     examples = predictor.task.examples(predictor.task.read_split(args.split))
     inputs = [e.src_text for e in examples][: args.limit or None]  # any task's inputs
     predictor.predict(inputs[:16], beam=args.beam)  # warm-up
@@ -173,6 +175,7 @@ def bench_translate(args) -> list[dict]:
         split=args.split,
         beam=args.beam,
         batch=args.batch,
+        precision=args.precision,
         sentences=len(inputs),
         seconds=round(seconds, 2),
         sent_s=round(len(inputs) / seconds, 1),
@@ -194,6 +197,7 @@ def main() -> None:
     d.add_argument("--src-len", type=int, default=25)
     d.add_argument("--tgt-len", type=int, default=25)
     d.add_argument("--reps", type=int, default=5)
+    d.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     t = sub.add_parser("train")
     t.add_argument("--configs", nargs="+", default=["small"])
     t.add_argument("--batch-tokens", type=int, default=4096)
@@ -205,6 +209,7 @@ def main() -> None:
     r.add_argument("--beam", type=int, default=5)
     r.add_argument("--batch", type=int, default=64)
     r.add_argument("--limit", type=int, default=0)
+    r.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = {"decode": bench_decode, "train": bench_train, "translate": bench_translate}[args.bench](

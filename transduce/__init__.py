@@ -10,11 +10,15 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-def load(directory, device: str = "cpu"):
-    """Load a saved model folder; returns a :class:`transduce.inference.Predictor`."""
+def load(directory, device: str = "cpu", precision: str = "fp32"):
+    """Load a saved model folder; returns a :class:`transduce.inference.Predictor`.
+
+    ``precision="int8"``: dynamic int8 quantization of the Linear/LSTM/GRU layers
+    (CPU only; faster, outputs differ slightly from float32).
+    """
     from transduce.inference import Predictor
 
-    return Predictor.load(directory, device)
+    return Predictor.load(directory, device, precision)
 
 
 __all__ = ["load", "__version__"]

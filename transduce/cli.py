@@ -60,6 +60,17 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--ctc-weight", type=float, help="speech, joint mode: weight of CTC scores")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    _add_precision_arg(g)
+
+
+def _add_precision_arg(p: argparse._ActionsContainer) -> None:
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "int8"],
+        default="fp32",
+        help="int8: dynamic int8 quantization of the Linear/LSTM/GRU layers (CPU only; "
+        "faster, outputs differ slightly from fp32)",
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -100,9 +111,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if getattr(args, "engine", "torch") == "ctranslate2":
         from transduce.export.ctranslate2 import CT2Translator
 
+        if args.precision != "fp32":
+            raise TransduceError(
+                "--precision applies to the torch engine; a CTranslate2 model folder "
+                "chooses its compute type at export (transduce export --quantization)"
+            )
         predictor = CT2Translator(args.model, device=args.device, inter_threads=args.inter_threads)
     else:
-        predictor = Predictor.load(args.model, device=args.device)
+        predictor = Predictor.load(args.model, device=args.device, precision=args.precision)
     options = _decode_options(args)
     # typing at a terminal: answer each line at once
     chunk = 1 if not args.inputs and sys.stdin.isatty() else args.chunk
@@ -142,7 +158,7 @@ def _predict_with_attention_plot(predictor, inputs: list, options: dict, args) -
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from transduce.inference import Predictor
 
-    predictor = Predictor.load(args.model, device=args.device)
+    predictor = Predictor.load(args.model, device=args.device, precision=args.precision)
     task = predictor.task
     if args.data:
         setattr(task.cfg.data, args.split, args.data)
@@ -227,7 +243,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    predictors = load_predictors(args.models, device=args.device)
+    predictors = load_predictors(args.models, device=args.device, precision=args.precision)
     limits = Limits(
         max_inputs=args.max_inputs,
         max_input_chars=args.max_chars,
@@ -357,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    _add_precision_arg(p)
     p.add_argument("--workers", type=int, help="requests decoded at once (default min(4, CPUs))")
     p.add_argument("--threads", type=int, help="torch intra-op threads per decode")
     p.add_argument("--max-inputs", type=int, default=64, help="inputs or files per request")

@@ -18,6 +18,7 @@ import torch
 
 from transduce.config import Config, DecodeConfig, TransduceError, config_from_dict
 from transduce.decoding import Hypothesis, beam_search, build_processors, greedy_search, sample
+from transduce.models.quantize import PRECISIONS, apply_precision
 from transduce.models.seq2seq import EncoderDecoder, build_model
 from transduce.tasks import Task, build_task
 from transduce.training.checkpoint import load_model_weights, save_model_weights
@@ -139,21 +140,37 @@ def read_model_config(directory: Path) -> Config:
 class Predictor:
     """A loaded model plus its task: ``predict(inputs) -> outputs``."""
 
-    def __init__(self, model: EncoderDecoder, task: Task, cfg: Config, device: str = "cpu"):
-        self.model = model.to(device).eval()
+    def __init__(
+        self,
+        model: EncoderDecoder,
+        task: Task,
+        cfg: Config,
+        device: str = "cpu",
+        precision: str = "fp32",
+    ):
+        """precision: ``fp32``, or ``int8`` (dynamic int8 Linear/LSTM/GRU layers, CPU only;
+        see :mod:`transduce.models.quantize`)."""
+        if precision not in PRECISIONS:
+            raise TransduceError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+            )
+        if precision != "fp32" and torch.device(device).type != "cpu":
+            raise TransduceError(f"precision {precision} runs on the CPU only, not {device}")
+        self.model = apply_precision(model.to(device).eval(), precision)
         self.task = task
         self.cfg = cfg
         self.device = torch.device(device)
+        self.precision = precision
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "cpu") -> Predictor:
+    def load(cls, directory: str | Path, device: str = "cpu", precision: str = "fp32") -> Predictor:
         directory = Path(directory)
         cfg = read_model_config(directory)
         task = build_task(cfg)
         task.load(directory)
         model = build_model(cfg.model, task.src_vocab_size, task.tgt_vocab_size)
         load_model_weights(model, directory / "model.safetensors")
-        return cls(model, task, cfg, device)
+        return cls(model, task, cfg, device, precision)
 
     def decode_config(self, **options: Any) -> DecodeConfig:
         """The saved decode settings with the given options (None = keep) replaced."""
@@ -233,6 +250,6 @@ def predict_in_chunks(
         yield from predict(buffer, **options)
 
 
-def load(directory: str | Path, device: str = "cpu") -> Predictor:
-    """``transduce.load("runs/x/best")`` -> a :class:`Predictor`."""
-    return Predictor.load(directory, device)
+def load(directory: str | Path, device: str = "cpu", precision: str = "fp32") -> Predictor:
+    """``transduce.load("runs/x/best", precision="int8")`` -> a :class:`Predictor`."""
+    return Predictor.load(directory, device, precision)

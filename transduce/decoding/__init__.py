@@ -1,8 +1,10 @@
 """Searches over the Decoder contract: greedy, beam and sampling.
 
 They see only ``model.encode(src, src_mask)``, ``model.decode(tgt_in, enc_out,
-state)``, ``state.reorder(index)`` and ``enc_out.reorder(index)``, so any
-registered decoder works with all of them. Call them with the model in eval
+state, need_attention=...)``, ``state.reorder(index[, sentences])`` and
+``enc_out.reorder(index)``, so any registered decoder works with all of them.
+Beam search keeps ``enc_out`` at one row per sentence and decodes ``K`` rows per
+sentence (``transduce.models.base`` says how a decoder reads that). Call them with the model in eval
 mode; they run under ``torch.inference_mode()``.
 """
 

@@ -15,6 +15,11 @@ batch of ``A * K`` rows (``A`` sentences still searching). Each step:
 5. sentences that are done leave the batch: their rows are dropped from the
    encoder output and the state, so they cost nothing more.
 
+The encoder output is never expanded to ``K`` copies: the decoder reads ``K``
+hypotheses per sentence (see ``transduce.models.base``) and keeps what depends
+only on the source once per sentence; ``state.reorder(rows, sentences=kept)``
+touches the per-sentence entries only when sentences leave the batch.
+
 A sentence is done when it reaches its ``max_len`` (eos is forced there, so
 all live hypotheses finish) or when it holds ``beam_size`` finished hypotheses
 and, with ``early_stop=True`` (the default, fairseq's and JoeyNMT's rule), that
@@ -95,8 +100,8 @@ def beam_search(
         finished: list[list[Hypothesis]] = [[] for _ in range(batch_size)]
 
         sentences = list(range(batch_size))  # original index of each active sentence
-        beam_offsets = torch.arange(k, device=device)
-        enc_out = enc_out.reorder(torch.arange(batch_size, device=device).repeat_interleave(k))
+        # Finished hypotheses per active sentence, kept on the device like the scores.
+        n_finished = torch.zeros(batch_size, dtype=torch.long, device=device)  # (A,)
         # Only beam 0 is live at the start, so the first step does not pick
         # the same continuation K times.
         scores = torch.full((batch_size, k), -torch.inf, device=device)  # (A, K)
@@ -108,7 +113,9 @@ def beam_search(
         step = 0
         while sentences:
             num_active = len(sentences)
-            logits, state, attn = model.decode(tgt_in, enc_out, state)
+            logits, state, attn = model.decode(
+                tgt_in, enc_out, state, need_attention=return_attention
+            )
             at_max_len = (max_lens <= step).repeat_interleave(k)  # (A*K,)
             log_probs = next_token_log_probs(
                 logits[:, -1], prefix, processors, at_max_len, eos_id
@@ -125,7 +132,9 @@ def beam_search(
 
             # Finished: eos among the top K.
             is_eos = top_tokens == eos_id  # (A, 2K)
-            ends = (is_eos[:, :k] & top_scores[:, :k].isfinite()).nonzero()  # (E, 2)
+            ending = is_eos[:, :k] & top_scores[:, :k].isfinite()  # (A, K)
+            n_finished = n_finished + ending.sum(1)
+            ends = ending.nonzero()  # (E, 2)
             if ends.numel() > 0:
                 end_rows = top_rows[ends[:, 0], ends[:, 1]]  # (E,)
                 for a, row, tokens, total in zip(
@@ -148,18 +157,25 @@ def beam_search(
             live_rows = top_rows.gather(1, live)
             live_tokens = top_tokens.gather(1, live)
 
-            keep = []
-            for a, (best_live, limit) in enumerate(zip(scores[:, 0].tolist(), max_lens.tolist())):
-                if step >= limit or best_live == -float("inf"):
-                    continue
-                finished_scores = [h.score for h in finished[sentences[a]]]
-                if len(finished_scores) >= k:
-                    if early_stop:
-                        continue
-                    worst_kept = sorted(finished_scores, reverse=True)[k - 1]
-                    if not _live_can_improve(best_live, step, limit, worst_kept, len_penalty):
-                        continue
-                keep.append(a)
+            # A sentence searches on while under its limit with a live hypothesis and,
+            # once it holds K finished ones, only without early_stop and while a live
+            # one can still beat them (that check is rare: in Python).
+            searching = (max_lens > step) & scores[:, 0].isfinite()  # (A,)
+            full = n_finished >= k
+            keep = (searching & ~full).nonzero().squeeze(1).tolist()
+            if not early_stop:
+                keep += [
+                    a
+                    for a in (searching & full).nonzero().squeeze(1).tolist()
+                    if _live_can_improve(
+                        float(scores[a, 0]),
+                        step,
+                        int(max_lens[a]),
+                        sorted((h.score for h in finished[sentences[a]]), reverse=True)[k - 1],
+                        len_penalty,
+                    )
+                ]
+                keep.sort()
             if not keep:
                 break
 
@@ -170,12 +186,15 @@ def beam_search(
             prefix = torch.cat([prefix[rows], tgt_in], dim=1)
             if attn_history is not None:
                 attn_history = attn_history[rows]
-            state = state.reorder(rows)
             scores = scores[kept]
             if len(keep) < num_active:
-                enc_out = enc_out.reorder((kept.unsqueeze(1) * k + beam_offsets).view(-1))
+                state = state.reorder(rows, sentences=kept)
+                enc_out = enc_out.reorder(kept)
                 max_lens = max_lens[kept]
+                n_finished = n_finished[kept]
                 sentences = [sentences[a] for a in keep]
+            else:
+                state = state.reorder(rows)  # hypotheses move within their sentences
             step += 1
 
     results = []

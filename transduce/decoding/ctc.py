@@ -125,7 +125,7 @@ def _decode_one(
     """Joint beam search for one utterance (``enc_out`` has batch 1)."""
     k = beam_size
     device = enc_out.memory.device
-    enc_out = enc_out.reorder(torch.zeros(k, dtype=torch.long, device=device))
+    # enc_out stays one sentence: the decoder reads the K rows as K hypotheses of it.
     scores = torch.full((k,), NEG_INF, device=device)
     scores[0] = 0.0
     prefix = torch.empty(k, 0, dtype=torch.long, device=device)
@@ -139,7 +139,7 @@ def _decode_one(
     finished: list[Hypothesis] = []
     step = 0
     while True:
-        logits, state, _ = model.decode(tgt_in, enc_out, state)
+        logits, state, _ = model.decode(tgt_in, enc_out, state, need_attention=False)
         at_max = torch.full((k,), step >= max_len, device=device)
         att = next_token_log_probs(logits[:, -1], prefix, processors, at_max, eos_id)  # (K, V)
         V = att.size(-1)

@@ -117,7 +117,7 @@ def decode_paths(
     tgt_in = torch.full((n, 1), bos_id, dtype=torch.long, device=device)
     step = 0
     while rows:
-        logits, state, attn = model.decode(tgt_in, enc_out, state)
+        logits, state, attn = model.decode(tgt_in, enc_out, state, need_attention=return_attention)
         log_probs = next_token_log_probs(
             logits[:, -1], prefix, processors, max_lens <= step, eos_id
         )  # (A, V)

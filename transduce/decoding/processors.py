@@ -133,14 +133,25 @@ def next_token_log_probs(
         them only eos is allowed, with the model's own log-prob (this wins over
         every processor, min_len included).
     Returns ``(N, V)`` float32 log-probs, ``-inf`` where a token is forbidden.
+
+    Every tensor here is this function's own, so the rules it applies itself
+    (``min_len``, the length limit) write in place instead of making a new
+    ``(N, V)`` tensor each step.
     """
     raw = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
+    raw_eos = raw[:, eos_id].clone()  # (N,)
     log_probs = raw
     for processor in processors:
-        log_probs = processor(log_probs, prefix)
-    only_eos = torch.full_like(raw, -torch.inf)
-    only_eos[:, eos_id] = raw[:, eos_id]
-    return torch.where(at_max_len.unsqueeze(1), only_eos, log_probs)
+        if isinstance(processor, MinLength) and processor.eos_id == eos_id:
+            if prefix.size(1) < processor.min_len:
+                log_probs[:, eos_id] = -torch.inf
+        else:
+            log_probs = processor(log_probs, prefix)
+    if bool(at_max_len.any()):
+        rows = at_max_len.nonzero().squeeze(1)
+        log_probs[rows] = -torch.inf
+        log_probs[rows, eos_id] = raw_eos[rows]
+    return log_probs
 
 
 __all__ = [

@@ -192,6 +192,13 @@ class MultiHeadAttention(nn.Module):
         B, T, _ = query.shape
         S = k.size(2)
         q = self._split(self.q_proj(query))  # (B, h, T, dh)
+        p = self.dropout if self.training else 0.0
+        if causal and key_mask is None and not need_weights and (T == 1 or T == S):
+            # The common cases need no mask tensor at all: one new token sees every
+            # cached key; a whole sequence from scratch is SDPA's own causal case.
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=T > 1)
+            out = out.transpose(1, 2).reshape(B, T, self.heads * self.d_head)
+            return self.out_proj(out), None
         mask = None  # bool, True = may attend, broadcast to (B, h, T, S)
         if key_mask is not None:
             mask = key_mask[:, None, None, :]
@@ -199,7 +206,6 @@ class MultiHeadAttention(nn.Module):
             rows = torch.arange(T, device=q.device).unsqueeze(1) + (S - T)
             allowed = torch.arange(S, device=q.device).unsqueeze(0) <= rows  # (T, S)
             mask = allowed if mask is None else mask & allowed
-        p = self.dropout if self.training else 0.0
         if need_weights:
             scores = q @ k.transpose(-2, -1) * self.d_head**-0.5  # (B, h, T, S)
             weights = masked_softmax(scores, mask)

@@ -18,6 +18,16 @@ The contracts:
   decoding step by step equals decoding the whole prefix at once.
 * ``DecoderState`` holds tensors only, batch first; ``reorder(index)`` is the
   single hook beam search needs.
+* Hypotheses per sentence: ``tgt_in`` may have ``G * A`` rows for an ``enc_out`` of
+  ``A`` sentences (beam search: ``G`` = beam size); rows ``a * G .. a * G + G - 1``
+  continue sentence ``a``. Decoders keep what depends only on the source
+  (projected cross-attention keys/values, RNN attention keys, the memory) once
+  per sentence as *per-sentence* state fields, never copied ``G`` times; a decoder
+  that does not care calls :meth:`EncoderOutput.expand_rows`.
+* ``need_attention``: decoders return attention weights only when asked (plots,
+  coverage, alignment losses); otherwise they may take fused kernels and return
+  None. A decoder whose own computation needs the weights (copy) computes them
+  regardless.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 
@@ -61,6 +72,18 @@ class EncoderOutput:
     final_state: Any = None
     source_ids: Tensor | None = None
 
+    def expand_rows(self, rows: int) -> EncoderOutput:
+        """Repeat every sentence ``rows // B`` times in a row: ``(B, ...)`` -> ``(rows, ...)``.
+
+        For decoders that read ``G`` hypotheses per sentence (see the module
+        docstring) the simple way, at the cost of ``G`` copies of the memory.
+        """
+        groups = hypotheses_per_sentence(rows, self.memory.size(0))
+        if groups == 1:
+            return self
+        index = torch.arange(self.memory.size(0), device=self.memory.device)
+        return self.reorder(index.repeat_interleave(groups))
+
     def reorder(self, index: Tensor) -> EncoderOutput:
         """Select batch rows (used to expand a batch into beams)."""
         return EncoderOutput(
@@ -71,29 +94,85 @@ class EncoderOutput:
         )
 
 
+def hypotheses_per_sentence(rows: int, sentences: int) -> int:
+    """``G`` when ``rows`` decoder rows continue ``sentences`` encoded sentences."""
+    if sentences <= 0 or rows % sentences != 0:
+        raise ValueError(
+            f"{rows} decoder rows cannot continue {sentences} encoded sentences: "
+            "the rows must be a whole number of hypotheses per sentence"
+        )
+    return rows // sentences
+
+
+def fold_rows(x: Tensor, groups: int) -> Tensor:
+    """``(A * G, T, ...)`` -> ``(A, G * T, ...)``: a sentence's hypotheses become query steps.
+
+    Lets one per-sentence attention serve all ``G`` hypotheses of a sentence
+    (attention treats every query position independently).
+    """
+    if groups == 1:
+        return x
+    return x.reshape(x.size(0) // groups, groups * x.size(1), *x.shape[2:])
+
+
+def unfold_rows(x: Tensor, groups: int) -> Tensor:
+    """Inverse of :func:`fold_rows`: ``(A, G * T, ...)`` -> ``(A * G, T, ...)``."""
+    if groups == 1:
+        return x
+    return x.reshape(x.size(0) * groups, x.size(1) // groups, *x.shape[2:])
+
+
 class DecoderState:
     """A plain, batch-first container of tensors (or lists/dicts of tensors).
 
     Entries are attributes: ``state.h``, ``state.layers[i]["k"]``. Every tensor's
     dim 0 is the batch. Decoders create new states rather than mutating old
     ones in place, so a state can be kept by beam search while a step runs.
+
+    Two kinds of entries: *per-hypothesis* ones (dim 0 = the decoder rows: RNN
+    hidden state, self-attention cache) and *per-sentence* ones named in
+    ``per_sentence`` (dim 0 = the encoded sentences, shared by the ``groups``
+    hypotheses of each sentence: projected cross-attention keys/values).
     """
 
-    def __init__(self, **entries: Any) -> None:
+    def __init__(self, per_sentence: tuple[str, ...] = (), groups: int = 1, **entries: Any) -> None:
         self.__dict__.update(entries)
+        self._per_sentence = tuple(per_sentence)
+        self._groups = groups
+
+    @property
+    def groups(self) -> int:
+        """Hypotheses (decoder rows) per sentence."""
+        return self._groups
 
     def entries(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
-    def reorder(self, index: Tensor) -> DecoderState:
-        """Return a state whose batch row ``i`` is this state's row ``index[i]``."""
-        return DecoderState(**{k: _select(v, index) for k, v in self.__dict__.items()})
+    def reorder(self, index: Tensor, sentences: Tensor | None = None) -> DecoderState:
+        """Return a state whose batch row ``i`` is this state's row ``index[i]``.
+
+        sentences: with ``groups > 1``, the old sentence of each new group of rows;
+            None keeps the sentences as they are (beam search reorders hypotheses
+            within their sentences and passes ``sentences`` only when some leave
+            the batch), and the per-sentence entries are shared, not copied. With
+            one row per sentence (``groups == 1``) per-sentence entries follow
+            ``index`` and ``sentences`` is ignored.
+        """
+        if self._groups == 1:
+            sentences = index
+        entries = {}
+        for k, v in self.entries().items():
+            if k in self._per_sentence:
+                entries[k] = v if sentences is None else _select(v, sentences)
+            else:
+                entries[k] = _select(v, index)
+        return DecoderState(per_sentence=self._per_sentence, groups=self._groups, **entries)
 
     def __repr__(self) -> str:
         parts = []
-        for k, v in self.__dict__.items():
+        for k, v in self.entries().items():
             parts.append(f"{k}={tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__}")
-        return f"DecoderState({', '.join(parts)})"
+        return f"DecoderState({', '.join(parts)}, groups={self._groups})"
 
 
 class Encoder(nn.Module):
@@ -118,10 +197,25 @@ class Decoder(nn.Module):
     output_projection: nn.Linear
 
     def forward(
-        self, tgt_in: Tensor, enc_out: EncoderOutput, state: DecoderState | None = None
+        self,
+        tgt_in: Tensor,
+        enc_out: EncoderOutput,
+        state: DecoderState | None = None,
+        need_attention: bool = True,
     ) -> tuple[Tensor, DecoderState, Tensor | None]:  # pragma: no cover
-        """Return ``logits (B, T, V)``, the new state and attention ``(B, T, S)`` or None."""
+        """Return ``logits (B, T, V)``, the new state and attention ``(B, T, S)`` or None.
+
+        ``tgt_in`` may hold ``G`` hypotheses per sentence of ``enc_out`` (module docstring).
+        """
         raise NotImplementedError
 
 
-__all__ = ["Decoder", "DecoderState", "Encoder", "EncoderOutput"]
+__all__ = [
+    "Decoder",
+    "DecoderState",
+    "Encoder",
+    "EncoderOutput",
+    "fold_rows",
+    "hypotheses_per_sentence",
+    "unfold_rows",
+]

@@ -40,7 +40,15 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from transduce.config import ConfigError
 from transduce.models.attention import build_rnn_attention
-from transduce.models.base import Decoder, DecoderState, Encoder, EncoderOutput
+from transduce.models.base import (
+    Decoder,
+    DecoderState,
+    Encoder,
+    EncoderOutput,
+    fold_rows,
+    hypotheses_per_sentence,
+    unfold_rows,
+)
 from transduce.models.copy import check_copy_vocab, copy_log_probs, in_vocab, source_ids_of
 from transduce.models.embeddings import build_token_embedding
 from transduce.registry import BuildContext, register_decoder, register_encoder
@@ -259,13 +267,18 @@ class RecurrentDecoder(Decoder):
             x = x[:, -1:].expand(-1, self.layers, -1)
         return torch.tanh(linear(x))
 
-    def init_state(self, enc_out: EncoderOutput) -> DecoderState:
-        """The state before the first target token."""
+    def init_state(self, enc_out: EncoderOutput, groups: int = 1) -> DecoderState:
+        """The state before the first target token, ``groups`` hypotheses per sentence.
+
+        ``keys_proj`` and ``context`` depend only on the source: per sentence.
+        """
         memory, mask = enc_out.memory, enc_out.mask
         B = memory.size(0)
         fh, fc = _split_final(enc_out.final_state)
-        h = self._bridge(self.bridge_h, fh, B, memory)
-        c = self._bridge(self.bridge_c, fc, B, memory) if self.cell == "lstm" else None
+        h = self._bridge(self.bridge_h, fh, B, memory).repeat_interleave(groups, dim=0)
+        c = None
+        if self.cell == "lstm":
+            c = self._bridge(self.bridge_c, fc, B, memory).repeat_interleave(groups, dim=0)
         context = None
         if self.kind == "none":
             if fh is not None and fh.size(-1) == self.memory_dim:
@@ -274,8 +287,24 @@ class RecurrentDecoder(Decoder):
                 m = mask.unsqueeze(-1).to(memory.dtype)
                 context = (memory * m).sum(1) / m.sum(1).clamp(min=1.0)
         keys_proj = self.attention.project_keys(memory) if self.attention is not None else None
-        feed = memory.new_zeros(B, self.hidden_size) if self.input_feed else None
-        return DecoderState(h=h, c=c, feed=feed, keys_proj=keys_proj, context=context)
+        feed = memory.new_zeros(B * groups, self.hidden_size) if self.input_feed else None
+        return DecoderState(
+            per_sentence=("keys_proj", "context"),
+            groups=groups,
+            h=h,
+            c=c,
+            feed=feed,
+            keys_proj=keys_proj,
+            context=context,
+        )
+
+    def _attend(
+        self, query: Tensor, enc_out: EncoderOutput, keys_proj: Tensor | None, groups: int
+    ) -> tuple[Tensor, Tensor]:
+        """query ``(G * A, T, H)`` over the per-sentence memory -> context, weights."""
+        memory, mask = enc_out.memory, enc_out.mask
+        ctx, w = self.attention(fold_rows(query, groups), memory, memory, mask, keys_proj)
+        return unfold_rows(ctx, groups), unfold_rows(w, groups)
 
     def _hx(self, state: DecoderState) -> Any:
         h = state.h.transpose(0, 1).contiguous()  # (L, B, H) for nn.RNN
@@ -288,12 +317,20 @@ class RecurrentDecoder(Decoder):
     # -- forward -----------------------------------------------------------------------
 
     def forward(
-        self, tgt_in: Tensor, enc_out: EncoderOutput, state: DecoderState | None = None
+        self,
+        tgt_in: Tensor,
+        enc_out: EncoderOutput,
+        state: DecoderState | None = None,
+        need_attention: bool = True,
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
-        """tgt_in ``(B, T)`` -> logits ``(B, T, V)``, new state, attention ``(B, T, S)``|None."""
+        """tgt_in ``(B, T)`` -> logits ``(B, T, V)``, new state, attention ``(B, T, S)``|None.
+
+        ``B`` may be ``G`` hypotheses per sentence of ``enc_out``. The weights feed the
+        context anyway, so they are returned whatever ``need_attention`` says.
+        """
+        groups = hypotheses_per_sentence(tgt_in.size(0), enc_out.memory.size(0))
         if state is None:
-            state = self.init_state(enc_out)
-        memory, mask = enc_out.memory, enc_out.mask
+            state = self.init_state(enc_out, groups)
         if self.copy:
             tgt_in = in_vocab(tgt_in, self.vocab_size)
         emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
@@ -302,15 +339,16 @@ class RecurrentDecoder(Decoder):
         feed, attn = state.feed, None
         out = ctx = None  # top RNN output (B, T, H) and attention context (B, T, D)
         if self.kind == "none":
-            ctx = state.context.unsqueeze(1).expand(-1, T, -1)  # (B, T, D)
+            context = state.context.repeat_interleave(groups, dim=0)
+            ctx = context.unsqueeze(1).expand(-1, T, -1)  # (B, T, D)
             out, hx = self.rnn(torch.cat([emb, ctx], -1), hx)  # (B, T, H)
             pre = torch.tanh(self.pre_output(torch.cat([out, ctx], -1)))
         elif not self.luong:
             # Bahdanau: the query at step t is the top hidden state *before* the step.
             outs, ctxs, attns = [], [], []
             for t in range(T):
-                c_t, w_t = self.attention(
-                    self._top(hx).unsqueeze(1), memory, memory, mask, state.keys_proj
+                c_t, w_t = self._attend(
+                    self._top(hx).unsqueeze(1), enc_out, state.keys_proj, groups
                 )
                 o_t, hx = self.rnn(torch.cat([emb[:, t : t + 1], c_t], -1), hx)
                 outs.append(o_t)
@@ -323,7 +361,7 @@ class RecurrentDecoder(Decoder):
             tildes, attns, outs, ctxs = [], [], [], []
             for t in range(T):
                 o_t, hx = self.rnn(torch.cat([emb[:, t : t + 1], feed.unsqueeze(1)], -1), hx)
-                c_t, w_t = self.attention(o_t, memory, memory, mask, state.keys_proj)
+                c_t, w_t = self._attend(o_t, enc_out, state.keys_proj, groups)
                 tilde = torch.tanh(self.combine(torch.cat([c_t, o_t], -1)))  # (B, 1, H)
                 feed = tilde.squeeze(1)
                 tildes.append(tilde)
@@ -335,18 +373,25 @@ class RecurrentDecoder(Decoder):
         else:
             # Luong without input feeding: all steps in one RNN call, then attention.
             out, hx = self.rnn(emb, hx)
-            ctx, attn = self.attention(out, memory, memory, mask, state.keys_proj)
+            ctx, attn = self._attend(out, enc_out, state.keys_proj, groups)
             pre = self.pre_output(torch.tanh(self.combine(torch.cat([ctx, out], -1))))
         logits = self.output_projection(self.dropout(pre))
         if self.copy_gate is not None:
             p_gen = torch.sigmoid(self.copy_gate(torch.cat([ctx, out, emb], -1)))  # (B, T, 1)
-            logits = copy_log_probs(logits, attn, p_gen, source_ids_of(enc_out), self.vocab_size)
+            source_ids = source_ids_of(enc_out).repeat_interleave(groups, dim=0)
+            logits = copy_log_probs(logits, attn, p_gen, source_ids, self.vocab_size)
         if isinstance(hx, tuple):
             h, c = hx[0].transpose(0, 1), hx[1].transpose(0, 1)
         else:
             h, c = hx.transpose(0, 1), None
         new_state = DecoderState(
-            h=h, c=c, feed=feed, keys_proj=state.keys_proj, context=state.context
+            per_sentence=("keys_proj", "context"),
+            groups=groups,
+            h=h,
+            c=c,
+            feed=feed,
+            keys_proj=state.keys_proj,
+            context=state.context,
         )
         return logits, new_state, attn
 

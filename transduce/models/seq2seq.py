@@ -25,17 +25,25 @@ class EncoderDecoder(nn.Module):
         return self.encoder(src, src_mask)
 
     def decode(
-        self, tgt_in: Tensor, enc_out: EncoderOutput, state: DecoderState | None = None
+        self,
+        tgt_in: Tensor,
+        enc_out: EncoderOutput,
+        state: DecoderState | None = None,
+        need_attention: bool = True,
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
-        """tgt_in ``(B, T)`` -> logits ``(B, T, V)``, state, attention ``(B, T, S)``."""
-        return self.decoder(tgt_in, enc_out, state)
+        """tgt_in ``(B, T)`` -> logits ``(B, T, V)``, state, attention ``(B, T, S)``.
+
+        ``B`` may be ``G`` hypotheses per sentence of ``enc_out`` (see ``models.base``);
+        with ``need_attention=False`` the attention may be None (fused kernels).
+        """
+        return self.decoder(tgt_in, enc_out, state, need_attention=need_attention)
 
     def forward(
-        self, src: Tensor, src_mask: Tensor, tgt_in: Tensor
+        self, src: Tensor, src_mask: Tensor, tgt_in: Tensor, need_attention: bool = True
     ) -> tuple[Tensor, Tensor | None]:
         """Teacher forcing: logits ``(B, T, V)`` and attention for the whole target."""
         enc_out = self.encode(src, src_mask)
-        logits, _, attn = self.decode(tgt_in, enc_out)
+        logits, _, attn = self.decode(tgt_in, enc_out, need_attention=need_attention)
         return logits, attn
 
 

@@ -6,8 +6,10 @@ The decoder decodes incrementally with a key/value cache kept in the
 * ``self_k``, ``self_v``: per layer ``(B, heads, T_so_far, d_head)``: the
   self-attention keys/values of every target position read so far. Its length
   ``T_so_far`` is the positional offset of the next token.
-* ``cross_k``, ``cross_v``: per layer ``(B, heads, S, d_head)``: the memory
-  projected once, at the first call, and carried along.
+* ``cross_k``, ``cross_v``: per layer ``(A, heads, S, d_head)``: the
+  memory projected once per *sentence*, at the first call, and carried along
+  (per-sentence state: with ``G`` hypotheses per sentence, ``B = G * A``, the
+  ``G`` queries of a sentence attend over one copy, never ``G`` copies).
 
 The cross-attention projects the memory from ``ctx.memory_dim`` to ``d_model``
 itself, so the decoder pairs with encoders of any width (an RNN, CNN or
@@ -31,7 +33,15 @@ from torch import Tensor, nn
 
 from transduce.config import ConfigError
 from transduce.models.attention import MultiHeadAttention
-from transduce.models.base import Decoder, DecoderState, Encoder, EncoderOutput
+from transduce.models.base import (
+    Decoder,
+    DecoderState,
+    Encoder,
+    EncoderOutput,
+    fold_rows,
+    hypotheses_per_sentence,
+    unfold_rows,
+)
 from transduce.models.copy import check_copy_vocab, copy_log_probs, in_vocab, source_ids_of
 from transduce.models.embeddings import (
     build_positions,
@@ -143,8 +153,13 @@ class TransformerDecoderLayer(nn.Module):
         cross_kv: KV,
         memory_mask: Tensor,
         need_weights: bool,
+        groups: int = 1,
     ) -> tuple[Tensor, KV, Tensor | None]:
-        """x ``(B, T_new, D)`` -> x, the grown self-attention cache, cross weights ``(B, T, S)``."""
+        """x ``(B, T_new, D)`` -> x, the grown self-attention cache, cross weights ``(B, T, S)``.
+
+        cross_kv ``(A, heads, S, d_head)`` and memory_mask ``(A, S)`` are per sentence,
+        ``B = groups * A``.
+        """
         grown: list[KV] = []
         weights: list[Tensor | None] = [None]
 
@@ -156,10 +171,11 @@ class TransformerDecoderLayer(nn.Module):
             return self.self_attn.attend(h, k, v, causal=True)[0]
 
         def cross_block(h: Tensor) -> Tensor:
-            out, weights[0] = self.cross_attn.attend(
-                h, *cross_kv, key_mask=memory_mask, need_weights=need_weights
+            out, w = self.cross_attn.attend(
+                fold_rows(h, groups), *cross_kv, key_mask=memory_mask, need_weights=need_weights
             )
-            return out
+            weights[0] = unfold_rows(w, groups) if w is not None else None
+            return unfold_rows(out, groups)
 
         x = self.res_self(x, self_block)
         x = self.res_cross(x, cross_block)
@@ -225,15 +241,18 @@ class TransformerDecoder(Decoder):
             check_copy_vocab(ctx)
             self.copy_gate = nn.Linear(2 * d, 1)  # p_gen from [final hidden; input embedding]
 
-    def init_state(self, enc_out: EncoderOutput) -> DecoderState:
-        """Project the memory for every layer's cross-attention; empty self-attention caches."""
+    def init_state(self, enc_out: EncoderOutput, groups: int = 1) -> DecoderState:
+        """Project the memory once per sentence for every layer's cross-attention;
+        empty self-attention caches for ``groups`` hypotheses per sentence."""
         cross = [layer.cross_attn.project_kv(enc_out.memory) for layer in self.layers]
-        B = enc_out.memory.size(0)
+        B = enc_out.memory.size(0) * groups
         empty = [
             enc_out.memory.new_zeros(B, layer.self_attn.heads, 0, layer.self_attn.d_head)
             for layer in self.layers
         ]
         return DecoderState(
+            per_sentence=("cross_k", "cross_v"),
+            groups=groups,
             self_k=list(empty),
             self_v=list(empty),
             cross_k=[k for k, _ in cross],
@@ -241,11 +260,20 @@ class TransformerDecoder(Decoder):
         )
 
     def forward(
-        self, tgt_in: Tensor, enc_out: EncoderOutput, state: DecoderState | None = None
+        self,
+        tgt_in: Tensor,
+        enc_out: EncoderOutput,
+        state: DecoderState | None = None,
+        need_attention: bool = True,
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
-        """tgt_in ``(B, T)`` -> logits ``(B, T, V)``, new state, attention ``(B, T, S)``."""
+        """tgt_in ``(B, T)`` -> logits ``(B, T, V)``, new state, attention ``(B, T, S)``.
+
+        ``B`` may be ``G`` hypotheses per sentence of ``enc_out``; the attention
+        (last layer, averaged over heads) is None unless ``need_attention``.
+        """
+        groups = hypotheses_per_sentence(tgt_in.size(0), enc_out.memory.size(0))
         if state is None:
-            state = self.init_state(enc_out)
+            state = self.init_state(enc_out, groups)
         offset = state.self_k[0].size(2)  # target positions already read
         if self.copy_gate is not None:
             tgt_in = in_vocab(tgt_in, self.vocab_size)
@@ -261,7 +289,8 @@ class TransformerDecoder(Decoder):
                 cache,
                 (state.cross_k[i], state.cross_v[i]),
                 enc_out.mask,
-                need_weights=i == last,
+                need_weights=i == last and (need_attention or self.copy_gate is not None),
+                groups=groups,
             )
             self_k.append(k)
             self_v.append(v)
@@ -270,9 +299,15 @@ class TransformerDecoder(Decoder):
         logits = self.output_projection(x)
         if self.copy_gate is not None:
             p_gen = torch.sigmoid(self.copy_gate(torch.cat([x, emb], -1)))  # (B, T, 1)
-            logits = copy_log_probs(logits, attn, p_gen, source_ids_of(enc_out), self.vocab_size)
+            source_ids = source_ids_of(enc_out).repeat_interleave(groups, dim=0)
+            logits = copy_log_probs(logits, attn, p_gen, source_ids, self.vocab_size)
         new_state = DecoderState(
-            self_k=self_k, self_v=self_v, cross_k=state.cross_k, cross_v=state.cross_v
+            per_sentence=("cross_k", "cross_v"),
+            groups=groups,
+            self_k=self_k,
+            self_v=self_v,
+            cross_k=state.cross_k,
+            cross_v=state.cross_v,
         )
         return logits, new_state, attn
 

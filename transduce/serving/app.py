@@ -169,9 +169,11 @@ def name_models(predictors: Sequence[Predictor], folders: Sequence[str] | None =
     return named
 
 
-def load_predictors(folders: Sequence[str | Path], device: str = "cpu") -> dict[str, Predictor]:
+def load_predictors(
+    folders: Sequence[str | Path], device: str = "cpu", precision: str = "fp32"
+) -> dict[str, Predictor]:
     """Load each model folder once; returns ``{name: Predictor}`` in the given order."""
-    predictors = [Predictor.load(f, device=device) for f in folders]
+    predictors = [Predictor.load(f, device=device, precision=precision) for f in folders]
     return name_models(predictors, [str(f) for f in folders])
 
 

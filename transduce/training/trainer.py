@@ -384,7 +384,11 @@ class Trainer:
             batch = batch.to(self.device)
             with autocast_context(self.cfg.train.precision, self.device):
                 enc_out = self.model.encode(batch.src, batch.src_mask)
-                logits, _, attn = self.model.decode(batch.tgt_in, enc_out)
+                # Attention weights cost a by-hand attention in the last layer: only
+                # the auxiliary terms (coverage, doubly stochastic, ...) read them.
+                logits, _, attn = self.model.decode(
+                    batch.tgt_in, enc_out, need_attention=bool(self.aux_losses)
+                )
             loss, nll, _ = label_smoothed_nll(
                 logits.float(), batch.tgt_out, 0, self.cfg.train.label_smoothing
             )
@@ -468,7 +472,7 @@ class Trainer:
         nll_sum, n_tokens = 0.0, 0
         for b in batches:
             batch = self.task.collate([examples[i] for i in b]).to(self.device)
-            logits, _ = self.model(batch.src, batch.src_mask, batch.tgt_in)
+            logits, _ = self.model(batch.src, batch.src_mask, batch.tgt_in, need_attention=False)
             _, nll, n = label_smoothed_nll(logits.float(), batch.tgt_out, 0, 0.0)
             nll_sum += float(nll)
             n_tokens += int(n)

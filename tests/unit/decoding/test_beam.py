@@ -85,14 +85,15 @@ class _CountingModel(torch.nn.Module):
         super().__init__()
         self.model = model
         self.batch_sizes: list[int] = []
+        self.sentences: list[int] = []
 
     def encode(self, src, src_mask):  # noqa: ANN001, ANN201
         return self.model.encode(src, src_mask)
 
-    def decode(self, tgt_in, enc_out, state=None):  # noqa: ANN001, ANN201
+    def decode(self, tgt_in, enc_out, state=None, need_attention=True):  # noqa: ANN001, ANN201
         self.batch_sizes.append(tgt_in.size(0))
-        assert enc_out.memory.size(0) == tgt_in.size(0)
-        return self.model.decode(tgt_in, enc_out, state)
+        self.sentences.append(enc_out.memory.size(0))
+        return self.model.decode(tgt_in, enc_out, state, need_attention)
 
 
 def test_finished_sentences_leave_the_batch() -> None:
@@ -103,6 +104,8 @@ def test_finished_sentences_leave_the_batch() -> None:
     # sentence 0 must end at step 1 (eos forced); sentence 1 runs at least 6 steps
     assert counting.batch_sizes[:2] == [6, 6]
     assert len(counting.batch_sizes) >= 6 and set(counting.batch_sizes[2:]) == {3}
+    # the encoder output is per sentence, never expanded to the beam
+    assert counting.sentences[:2] == [2, 2] and set(counting.sentences[2:]) == {1}
 
     counting = _CountingModel(ToyModel())
     greedy_search(counting, src, mask, torch.tensor([0, 8]), min_len=5)

@@ -49,7 +49,7 @@ class _ConstantModel(torch.nn.Module):
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> EncoderOutput:
         return EncoderOutput(memory=src.unsqueeze(-1).float(), mask=src_mask)
 
-    def decode(self, tgt_in, enc_out, state=None):  # noqa: ANN001, ANN201
+    def decode(self, tgt_in, enc_out, state=None, need_attention=True):  # noqa: ANN001, ANN201
         logits = self.log_probs.expand(tgt_in.size(0), tgt_in.size(1), -1)
         return logits, DecoderState(), None
 

@@ -104,3 +104,38 @@ def test_length_limits(case: tuple) -> None:
                     # max_len wins over min_len when they conflict
                     assert len(hyp.tokens) >= min(min_len, limit), name
                     assert 3 not in hyp.tokens, name
+
+
+class _Expanded(torch.nn.Module):
+    """The pre-issue-10 layout: the encoder output copied to every hypothesis row."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def encode(self, src, src_mask):  # noqa: ANN001, ANN201
+        return self.model.encode(src, src_mask)
+
+    def decode(self, tgt_in, enc_out, state=None, need_attention=True):  # noqa: ANN001, ANN201
+        expanded = enc_out.expand_rows(tgt_in.size(0))
+        return self.model.decode(tgt_in, expanded, state, need_attention)
+
+
+@pytest.mark.parametrize("case", MODEL_CASES)
+def test_beam_per_sentence_memory_equals_expanded_memory(case: tuple) -> None:
+    """Per-sentence cross keys/values (one copy per sentence, not per beam) give the
+    same hypotheses as the memory copied to every beam, sentences leaving included."""
+    model = make_model(case)
+    src, mask = toy_batch()
+    for return_attention in (False, True):
+        ours = beam_search(model, src, mask, 3, MAX_LEN, nbest=3, return_attention=return_attention)
+        ref = beam_search(
+            _Expanded(model), src, mask, 3, MAX_LEN, nbest=3, return_attention=return_attention
+        )
+        for o, r in zip(ours, ref):
+            assert [h.tokens for h in o] == [h.tokens for h in r]
+            assert [h.score for h in o] == pytest.approx([h.score for h in r], abs=1e-5)
+            if return_attention:
+                for ho, hr in zip(o, r):
+                    if hr.attention is not None:
+                        torch.testing.assert_close(ho.attention, hr.attention)

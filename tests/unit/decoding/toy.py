@@ -47,6 +47,7 @@ class ToyDecoder(nn.Module):
         self, tgt_in: Tensor, enc_out: EncoderOutput, state: DecoderState | None = None
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
         """tgt_in ``(B, T)`` -> logits ``(B, T, V)``, state(h, ctx), attention ``(B, T, S)``."""
+        enc_out = enc_out.expand_rows(tgt_in.size(0))  # G hypotheses per sentence, simply
         memory, mask = enc_out.memory, enc_out.mask  # (B, S, D), (B, S)
         if state is None:
             lengths = mask.sum(1, keepdim=True).clamp(min=1)
@@ -93,7 +94,11 @@ class ToyModel(nn.Module):
         return self.encoder(src, src_mask)
 
     def decode(
-        self, tgt_in: Tensor, enc_out: EncoderOutput, state: DecoderState | None = None
+        self,
+        tgt_in: Tensor,
+        enc_out: EncoderOutput,
+        state: DecoderState | None = None,
+        need_attention: bool = True,
     ) -> tuple[Tensor, DecoderState, Tensor | None]:
         return self.decoder(tgt_in, enc_out, state)
 

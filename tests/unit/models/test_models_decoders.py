@@ -250,3 +250,53 @@ def test_decoder_reads_any_encoder_output(dec: dict, _: str) -> None:
     close(torch.cat(steps, 1), full)
     if attn is not None:
         assert torch.all(attn[1, :, 4:] == 0)
+
+
+@pytest.mark.parametrize("dec,enc", CASES)
+@torch.no_grad()
+def test_hypotheses_per_sentence_equal_expanded_rows(dec: dict, enc: str) -> None:
+    """G rows per encoded sentence (per-sentence cross keys/values, beam search's layout)
+    give the logits of the memory copied G times, through reorders and dropped sentences."""
+    model = make_model(dec, enc)
+    src, mask, tgt = make_batch()
+    g = 3
+    rows = torch.arange(4).repeat_interleave(g)  # row r continues sentence r // g
+    enc_out = model.encode(src, mask)
+    expanded = enc_out.reorder(rows)
+    tgt = tgt[rows]
+    full, _, full_attn = model.decode(tgt, enc_out)
+    ref_full, _, ref_attn = model.decode(tgt, expanded)
+    close(full, ref_full)
+    if ref_attn is not None:
+        close(full_attn, ref_attn)
+    # Step by step, hypotheses reordered within their sentences, then sentence 1 leaves.
+    _, state, _ = model.decode(tgt[:, :2], enc_out)
+    _, ref_state, _ = model.decode(tgt[:, :2], expanded)
+    assert state.groups == g
+    within = torch.tensor([2, 2, 0, 3, 4, 3, 8, 6, 7, 9, 9, 11])
+    step, state, _ = model.decode(tgt[within, 2:3], enc_out, state.reorder(within))
+    ref_step, ref_state, _ = model.decode(tgt[within, 2:3], expanded, ref_state.reorder(within))
+    close(step, ref_step)
+    kept = torch.tensor([0, 2, 3])
+    drop = torch.tensor([1, 0, 0, 7, 8, 6, 9, 10, 11])  # rows of sentences 0, 2, 3
+    step, _, _ = model.decode(
+        tgt[within][drop, 3:4], enc_out.reorder(kept), state.reorder(drop, sentences=kept)
+    )
+    ref_step, _, _ = model.decode(
+        tgt[within][drop, 3:4], expanded.reorder(drop), ref_state.reorder(drop)
+    )
+    close(step, ref_step)
+
+
+@pytest.mark.parametrize("dec,enc", CASES[:1] + CASES[-1:])
+@torch.no_grad()
+def test_attention_only_on_demand(dec: dict, enc: str) -> None:
+    """need_attention=False gives the same logits; a Transformer then skips the weights."""
+    model = make_model(dec, enc)
+    src, mask, tgt = make_batch()
+    enc_out = model.encode(src, mask)
+    with_w, _, attn = model.decode(tgt, enc_out, need_attention=True)
+    without, _, no_attn = model.decode(tgt, enc_out, need_attention=False)
+    close(without, with_w)
+    if isinstance(model.decoder, TransformerDecoder):
+        assert attn is not None and no_attn is None

@@ -1,0 +1,207 @@
+"""transduce, Hugging Face transformers and CTranslate2 side by side, in one invocation.
+
+Every case runs in a fresh process, one after the other, interleaved per workload
+(so a change of load on a shared machine hits every system alike); the peers run
+in their own virtual environment through ../shared/bench/peers's worker mode
+(``bench_infer.py --worker`` / ``bench_train.py --worker``), transduce through
+``bench_transduce.py``. One Markdown table comes out (stdout and ``--md``), the raw
+records go to ``--out``.
+
+Decoding workload (the peers'): batch 32 random sources of 25 tokens, exactly 25
+target tokens, greedy and beam 4, random-weight Marian-shaped models "small"
+(3+3, d 256, vocab 8000) and "base" (6+6, d 512, vocab 32000); target tokens/s.
+CTranslate2 runs at its best setting on a 2-core machine (1 thread x 2 workers,
+the batch split in two); HF generate and transduce use ``--threads`` threads.
+Training: forward + backward + AdamW on 4096-token batches (128 x 32).
+
+Use ``bench_peers.sh``, which creates the peers' environment and models first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SYSTEMS = ["transduce fp32", "transduce int8", "HF", "CT2 fp32", "CT2 int8"]
+PEER_DECODE = {"HF": "hf", "CT2 fp32": "ct2_float32_i1x2", "CT2 int8": "ct2_int8_i1x2"}
+
+
+def loadavg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except OSError:
+        return float("nan")
+
+
+def run(cmd: list[str], timeout: int) -> tuple[str, str]:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "", f"timeout after {timeout}s"
+    return p.stdout, "" if p.returncode == 0 else (p.stderr or p.stdout)[-600:]
+
+
+def peer_case(args, script: str, extra: list[str]) -> dict:
+    cmd = [args.peers_python, str(Path(args.peers_dir) / script), "--worker", *extra]
+    out, err = run(cmd, args.timeout)
+    for line in reversed(out.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    return {"error": err or "no RESULT line"}
+
+
+def transduce_case(args, bench: str, extra: list[str], root: Path = HERE.parent) -> dict:
+    """bench_transduce.py of the checkout at ``root`` (this one, or ``--before``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out_file = Path(tmp) / "rows.jsonl"
+        script = root / "benchmarks" / "bench_transduce.py"
+        cmd = ["env", f"PYTHONPATH={root}", sys.executable, str(script)]
+        cmd += ["--threads", str(args.threads), "--out", str(out_file)]
+        _, err = run([*cmd, bench, *extra], args.timeout)
+        if err or not out_file.exists():
+            return {"error": err or "no result"}
+        return json.loads(out_file.read_text().splitlines()[-1])
+
+
+def decode_cell(args, config: str, beam: int, system: str) -> dict:
+    if system == "transduce before":
+        shape = ["--configs", config, "--beams", str(beam), "--reps", str(args.reps)]
+        rec = transduce_case(args, "decode", shape, Path(args.before))
+        return {**rec, "tok_s": rec.get("tgt_tok_s")}
+    if system.startswith("transduce"):
+        precision = system.split()[1]
+        rec = transduce_case(
+            args,
+            "decode",
+            ["--configs", config, "--beams", str(beam), "--reps", str(args.reps)]
+            + ["--precision", precision],
+        )
+        return {**rec, "tok_s": rec.get("tgt_tok_s")}
+    shape = ["--batch", "32", "--src-len", "25", "--tgt-len", "25", "--reps", str(args.reps)]
+    return peer_case(
+        args,
+        "bench_infer.py",
+        ["--system", PEER_DECODE[system], "--config", config, "--beam", str(beam)]
+        + ["--threads", str(args.threads), "--warmup", "1", *shape],
+    )
+
+
+def train_cell(args, config: str, system: str) -> dict:
+    if system.startswith("transduce"):
+        root = Path(args.before) if system == "transduce before" else HERE.parent
+        steps = ["--configs", config, "--steps", str(args.train_steps)]
+        rec = transduce_case(args, "train", steps, root)
+        return {**rec, "tok_s": rec.get("tgt_tok_s")}
+    rec = peer_case(
+        args,
+        "bench_train.py",
+        ["--config", config, "--mode", "fp32", "--threads", str(args.threads)]
+        + ["--batch-tokens", "4096", "--seq-len", "32", "--warmup", "2"]
+        + ["--steps", str(args.train_steps)],
+    )
+    return {**rec, "tok_s": rec.get("tgt_tok_s")}
+
+
+def fmt(v) -> str:
+    return "" if v is None else f"{v:,.0f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--peers-dir", default=str(HERE.parent.parent / "shared" / "bench" / "peers"))
+    ap.add_argument(
+        "--peers-python",
+        default=os.path.expanduser("~/.cache/peer-bench/venv/bin/python"),
+        help="python of the peers' own virtual environment",
+    )
+    ap.add_argument("--configs", nargs="+", default=["small", "base"])
+    ap.add_argument("--beams", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--train", nargs="*", default=["small", "base"], help="training configs")
+    ap.add_argument("--train-steps", type=int, default=3)
+    ap.add_argument("--timeout", type=int, default=900, help="seconds per case")
+    ap.add_argument(
+        "--before",
+        help="another transduce checkout (e.g. `git worktree add /tmp/before main`): "
+        "adds its fp32 figures as a 'transduce before' column",
+    )
+    ap.add_argument("--out", default="benchmarks/peers.json")
+    ap.add_argument("--md", default="benchmarks/peers.md")
+    args = ap.parse_args()
+
+    systems = (["transduce before"] if args.before else []) + SYSTEMS
+    train_systems = (["transduce before"] if args.before else []) + ["transduce fp32", "HF"]
+    records = []
+
+    def case(workload: str, system: str, fn) -> None:
+        before = loadavg()
+        start = time.time()
+        rec = fn()
+        rec.update(workload=workload, system=system, load_before=before, load_after=loadavg())
+        rec["wall_s"] = round(time.time() - start, 1)
+        records.append(rec)
+        shown = fmt(rec.get("tok_s")) if "error" not in rec else "ERROR " + rec["error"][-200:]
+        print(f"{workload:22s} {system:15s} {shown} (load {before:.1f})", file=sys.stderr)
+
+    for config in args.configs:
+        for beam in args.beams:
+            workload = f"{config} {'greedy' if beam == 1 else f'beam {beam}'}"
+            for system in systems:
+                cell = functools.partial(decode_cell, args, config, beam, system)
+                case(workload, system, cell)
+    for config in args.train:
+        for system in train_systems:
+            case(f"train {config}", system, lambda c=config, s=system: train_cell(args, c, s))
+
+    table = {}
+    for r in records:
+        table.setdefault(r["workload"], {})[r["system"]] = r.get("tok_s")
+    ratio_names = ["fp32 / HF", "fp32 / CT2 fp32", "int8 / CT2 int8"]
+    lines = [
+        "| workload | " + " | ".join(systems + ratio_names) + " |",
+        "|---" * (len(systems) + len(ratio_names) + 1) + "|",
+    ]
+    for workload, row in table.items():
+
+        def ratio(a: str, b: str, row=row) -> str:
+            return f"{row[a] / row[b]:.2f}" if row.get(a) and row.get(b) else ""
+
+        cells = [fmt(row.get(s)) for s in systems]
+        ratios = [
+            ratio("transduce fp32", "HF"),
+            ratio("transduce fp32", "CT2 fp32"),
+            ratio("transduce int8", "CT2 int8"),
+        ]
+        lines.append(f"| {workload} | " + " | ".join(cells + ratios) + " |")
+    loads = [r["load_before"] for r in records] + [r["load_after"] for r in records]
+    meta = dict(
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        machine=platform.processor() or platform.machine(),
+        cpus=os.cpu_count(),
+        threads=args.threads,
+        load_min=min(loads),
+        load_max=max(loads),
+    )
+    footer = (
+        f"\n{meta['date']}, {meta['cpus']} CPUs ({meta['machine']}), {args.threads} threads; "
+        f"target tokens/s, median of {args.reps} runs; 1-minute load average "
+        f"{meta['load_min']:.1f}-{meta['load_max']:.1f} during the run.\n"
+    )
+    text = "\n".join(lines) + "\n" + footer
+    print(text)
+    Path(args.md).write_text(text, encoding="utf-8")
+    Path(args.out).write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

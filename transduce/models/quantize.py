@@ -1,0 +1,56 @@
+"""Reduced-precision inference: dynamic int8 quantization of a trained model.
+
+``quantize_int8(model)`` swaps every ``nn.Linear`` (attention projections,
+feed-forward, the output projection to the vocabulary, RNN attention layers)
+and every ``nn.LSTM`` / ``nn.GRU`` for PyTorch's dynamically quantized
+counterparts (``torch.ao.quantization.quantize_dynamic``): weights are stored
+as int8 with one scale per tensor, activations are quantized on the fly per
+call, and the matrix products run on int8 kernels (fbgemm / oneDNN, which use
+VNNI where the CPU has it). Embeddings, LayerNorms, convolutions and plain
+``nn.RNN`` layers stay float32. A tied output projection gets its own int8
+copy of the shared weight; the embedding keeps the float one.
+
+Measured on this project's CPU (1 thread, machine shared with other jobs), one
+``(32, 512) x (512, 32000)`` output projection: 10 ms int8 against 74 ms float32
+(the float one reads 64 MB of weights per step). CPU only: PyTorch has no dynamic int8
+kernels for CUDA.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from transduce.config import ConfigError
+
+PRECISIONS = ("fp32", "int8")
+
+
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """Dynamically quantize ``model``'s Linear/LSTM/GRU layers to int8, in place; returns it.
+
+    The model must be on the CPU; call it after loading the weights and ``eval()``.
+    """
+    device = next(model.parameters()).device
+    if device.type != "cpu":
+        raise ConfigError(f"int8 inference runs on the CPU only, the model is on {device}")
+    with warnings.catch_warnings():
+        # torch.ao.quantization announces its move to torchao; the API works as documented.
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(
+            model, {nn.Linear, nn.LSTM, nn.GRU}, dtype=torch.qint8, inplace=True
+        )
+
+
+def apply_precision(model: nn.Module, precision: str) -> nn.Module:
+    """``fp32``: the model as it is; ``int8``: :func:`quantize_int8`."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return quantize_int8(model) if precision == "int8" else model
+
+
+__all__ = ["PRECISIONS", "apply_precision", "quantize_int8"]
