@@ -162,6 +162,12 @@ class Task(abc.ABC):
         for out-of-vocabulary source words) override this; the default ignores it."""
         return self.detokenize(ids)
 
+    def search_options(self, n: int) -> dict:
+        """Extra arguments for the searches when decoding ``n`` inputs: ``prefix`` (a
+        forced target prefix per input) and ``processors`` (logit processors). Whisper
+        models use them for their prompt and suppressed tokens; by default none."""
+        return {}
+
     def split_input(self, item):
         """The pieces one raw input is decoded in; their outputs are joined with spaces.
         Tasks whose inputs can outgrow the model (long recordings) cut them here."""

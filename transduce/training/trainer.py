@@ -491,7 +491,7 @@ def decode_examples(
     for start in range(0, len(order), dcfg.batch_size):
         idx = order[start : start + dcfg.batch_size]
         batch = task.collate([examples[i] for i in idx]).to(device)
-        hyps = search(model, batch.src, batch.src_mask, dcfg)
+        hyps = search(model, batch.src, batch.src_mask, dcfg, **task.search_options(len(idx)))
         for i, h in zip(idx, hyps):
             out[i] = task.output_text(h[0].tokens, examples[i].src_text)
     return out
