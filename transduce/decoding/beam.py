@@ -108,6 +108,7 @@ def beam_search(
         sentences = list(range(batch_size))  # original index of each active sentence
         beam_offsets = torch.arange(k, device=device)
         expand = torch.arange(batch_size, device=device).repeat_interleave(k)
+        sentence_enc_out = enc_out
         enc_out = enc_out.reorder(expand)
         if forced is not None:
             max_lens = max_lens + forced.lengths
@@ -122,7 +123,15 @@ def beam_search(
         tgt_in, prefix, step = start_inputs(forced, batch_size * k, bos_id, device)
         while sentences:
             num_active = len(sentences)
-            logits, state, attn = model.decode(tgt_in, enc_out, state)
+            if state is None:
+                # The first step reads the same input on every beam of a sentence: run it
+                # once per sentence and copy the result (and the decoder state, e.g. the
+                # projected memory) to the beams.
+                logits, state, attn = model.decode(tgt_in[::k], sentence_enc_out, None)
+                logits, state = logits.index_select(0, expand), state.reorder(expand)
+                attn = attn.index_select(0, expand) if attn is not None else None
+            else:
+                logits, state, attn = model.decode(tgt_in, enc_out, state)
             if return_attention and attn is not None and attn_history is None and step > 0:
                 attn_history = attn[:, :-1]  # rows that read the fed prefix tokens
             at_max_len = (max_lens <= step).repeat_interleave(k)  # (A*K,)
