@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import time
 from pathlib import Path
 
@@ -62,44 +63,59 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--chunk", type=int, default=50, help="clips scored and saved at a time")
     parser.add_argument("--out", default="benchmarks/results_whisper.jsonl")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     predictor = transduce.load(args.model)
     task = predictor.task
-    items = read_manifest(args.manifest)[: args.limit or None]
+    items = read_manifest(args.manifest)
+    # A seeded shuffle: partial results of a long run are a random sample of the clips
+    # (the manifest groups them by prompt folder: digits, letters, ...).
+    random.Random(0).shuffle(items)
+    items = items[: args.limit or None]
     examples = task.examples(items)
     clips = [task._as_clip(path) for path, _, _ in items]
     waves = [c.wave for c in clips]
-    audio_seconds = sum(len(w) for w in waves) / task.cfg.audio.sample_rate
     refs = [e.ref for e in examples]
+    paths = [path for path, _, _ in items]
     for engine in args.engines:
-        start = time.perf_counter()
-        if engine == "transduce":
-            hyps = predictor.predict([path for path, _, _ in items])
-        else:
-            if not args.ct2:
-                parser.error(f"{engine} needs --ct2 FOLDER")
-            hyps = run_faster_whisper(args.ct2, engine.rsplit("-", 1)[1], waves, args.threads)
-        seconds = time.perf_counter() - start
-        scores = task.score(hyps, refs)
-        row = {
-            "engine": engine,
-            "model": args.model,
-            "clips": len(items),
-            "audio_s": round(audio_seconds, 1),
-            "wer": round(scores["wer"].score, 2),
-            "cer": round(scores["cer"].score, 2),
-            "rtf": round(seconds / audio_seconds, 3),
-            "threads": args.threads,
-            "cpu": platform.processor() or platform.machine(),
-            "date": time.strftime("%Y-%m-%d %H:%M"),
-        }
-        print(json.dumps(row), flush=True)
+        hyps: list[str] = []
+        seconds = 0.0
+        texts = Path(args.out).with_suffix(f".{engine}.txt")
+        texts.write_text("")
+        # Chunks, so a long run leaves scored partial results behind.
+        for start in range(0, len(items), args.chunk):
+            began = time.perf_counter()
+            if engine == "transduce":
+                hyps += predictor.predict(paths[start : start + args.chunk])
+            else:
+                if not args.ct2:
+                    parser.error(f"{engine} needs --ct2 FOLDER")
+                chunk = waves[start : start + args.chunk]
+                hyps += run_faster_whisper(args.ct2, engine.rsplit("-", 1)[1], chunk, args.threads)
+            seconds += time.perf_counter() - began
+            with open(texts, "a", encoding="utf-8") as f:
+                f.write("".join(h + "\n" for h in hyps[start:]))
+            done = len(hyps)
+            scores = task.score(hyps, refs[:done])
+            row = {
+                "engine": engine,
+                "model": args.model,
+                "clips": done,
+                "of": len(items),
+                "audio_s": round(sum(len(w) for w in waves[:done]) / 16000, 1),
+                "wer": round(scores["wer"].score, 2),
+                "cer": round(scores["cer"].score, 2),
+                "rtf": round(seconds / (sum(len(w) for w in waves[:done]) / 16000), 3),
+                "threads": args.threads,
+                "cpu": platform.processor() or platform.machine(),
+                "date": time.strftime("%Y-%m-%d %H:%M"),
+            }
+            print(json.dumps(row), flush=True)
         with open(args.out, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
-        Path(args.out).with_suffix(f".{engine}.txt").write_text("\n".join(hyps) + "\n")
 
 
 if __name__ == "__main__":
