@@ -80,42 +80,44 @@ def main() -> None:
     waves = [c.wave for c in clips]
     refs = [e.ref for e in examples]
     paths = [path for path, _, _ in items]
-    for engine in args.engines:
-        hyps: list[str] = []
-        seconds = 0.0
-        texts = Path(args.out).with_suffix(f".{engine}.txt")
-        texts.write_text("")
-        # Chunks, so a long run leaves scored partial results behind.
-        for start in range(0, len(items), args.chunk):
+    hyps: dict[str, list[str]] = {e: [] for e in args.engines}
+    seconds = dict.fromkeys(args.engines, 0.0)
+    rows: dict[str, dict] = {}
+    # Chunk by chunk, every engine on the same clips, so a long run leaves scored,
+    # comparable partial results behind.
+    for start in range(0, len(items), args.chunk):
+        for engine in args.engines:
             began = time.perf_counter()
             if engine == "transduce":
-                hyps += predictor.predict(paths[start : start + args.chunk])
+                hyps[engine] += predictor.predict(paths[start : start + args.chunk])
             else:
                 if not args.ct2:
                     parser.error(f"{engine} needs --ct2 FOLDER")
                 chunk = waves[start : start + args.chunk]
-                hyps += run_faster_whisper(args.ct2, engine.rsplit("-", 1)[1], chunk, args.threads)
-            seconds += time.perf_counter() - began
-            with open(texts, "a", encoding="utf-8") as f:
-                f.write("".join(h + "\n" for h in hyps[start:]))
-            done = len(hyps)
-            scores = task.score(hyps, refs[:done])
-            row = {
+                compute = engine.rsplit("-", 1)[1]
+                hyps[engine] += run_faster_whisper(args.ct2, compute, chunk, args.threads)
+            seconds[engine] += time.perf_counter() - began
+            done = len(hyps[engine])
+            audio_s = sum(len(w) for w in waves[:done]) / 16000
+            scores = task.score(hyps[engine], refs[:done])
+            rows[engine] = {
                 "engine": engine,
                 "model": args.model,
                 "clips": done,
                 "of": len(items),
-                "audio_s": round(sum(len(w) for w in waves[:done]) / 16000, 1),
+                "audio_s": round(audio_s, 1),
                 "wer": round(scores["wer"].score, 2),
                 "cer": round(scores["cer"].score, 2),
-                "rtf": round(seconds / (sum(len(w) for w in waves[:done]) / 16000), 3),
+                "rtf": round(seconds[engine] / audio_s, 3),
                 "threads": args.threads,
                 "cpu": platform.processor() or platform.machine(),
                 "date": time.strftime("%Y-%m-%d %H:%M"),
             }
-            print(json.dumps(row), flush=True)
-        with open(args.out, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+            print(json.dumps(rows[engine]), flush=True)
+            texts = Path(args.out).with_suffix(f".{engine}.txt")
+            texts.write_text("".join(h + "\n" for h in hyps[engine]), encoding="utf-8")
+    with open(args.out, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in rows.values()))
 
 
 if __name__ == "__main__":
