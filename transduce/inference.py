@@ -31,8 +31,14 @@ def search(
     dcfg: DecodeConfig,
     return_attention: bool = False,
     generator: torch.Generator | None = None,
+    prefix: list[list[int]] | None = None,
+    processors: list | None = None,
 ) -> list[list[Hypothesis]]:
     """Run the search ``dcfg`` asks for; max length is ``a * source length + b``.
+
+    prefix: a forced target prefix per sentence; processors: extra logit processors
+    (both usually from :meth:`Task.search_options`, e.g. Whisper's prompt and
+    suppressed tokens).
 
     ``no_repeat_ngram`` and ``repetition_penalty`` become logit processors for every
     search. ``coverage_penalty`` (beam search only; Wu et al. 2016) rescores the
@@ -45,7 +51,7 @@ def search(
         from transduce.decoding.ctc import ctc_search
 
         return ctc_search(model, src, src_mask, dcfg, max_len)
-    processors = build_processors(
+    processors = list(processors or []) + build_processors(
         no_repeat_ngram=dcfg.no_repeat_ngram, repetition_penalty=dcfg.repetition_penalty
     )
     common = dict(
@@ -53,6 +59,7 @@ def search(
         min_len=dcfg.min_len,
         return_attention=return_attention,
         processors=processors,
+        prefix=prefix,
     )
     if dcfg.sampling:
         return sample(
@@ -78,6 +85,7 @@ def search(
         beam_size=dcfg.beam,
         nbest=dcfg.beam if dcfg.coverage_penalty else nbest,
         len_penalty=dcfg.len_penalty,
+        eos_in_length=dcfg.eos_in_length,
         **common,
     )
     if dcfg.coverage_penalty:
@@ -199,6 +207,7 @@ class Predictor:
                     dcfg,
                     return_attention=return_attention,
                     generator=generator,
+                    **self.task.search_options(len(idx)),
                 )
             for i, h in zip(idx, hyps):
                 results[i] = h

@@ -334,6 +334,13 @@ TOKENIZERS: dict[str, type[Tokenizer]] = {
 }
 
 
+def _register_whisper() -> None:
+    # Imported late: whisper_tokenizer builds on the base class defined above.
+    from transduce.data.whisper_tokenizer import WhisperTokenizer
+
+    TOKENIZERS[WhisperTokenizer.kind] = WhisperTokenizer
+
+
 def train_tokenizer(cfg: TokenizerConfig, texts: Sequence[str]) -> Tokenizer:
     """Train one tokenizer of ``cfg.type`` on ``texts``."""
     if cfg.type == "sentencepiece":
@@ -348,6 +355,11 @@ def train_tokenizer(cfg: TokenizerConfig, texts: Sequence[str]) -> Tokenizer:
         return CharTokenizer.train(texts, character_coverage=cfg.character_coverage)
     if cfg.type == "word":
         return WordTokenizer.train(texts, vocab_size=cfg.vocab_size)
+    if cfg.type == "whisper":
+        raise TransduceError(
+            "tokenizer.type 'whisper' cannot be trained: import a Whisper model "
+            "(transduce import whisper) and fine-tune it with model.init_from: DIR"
+        )
     raise TransduceError(
         f"tokenizer.type '{cfg.type}' is unknown; choose one of: {', '.join(TOKENIZERS)}"
     )
@@ -397,6 +409,8 @@ def load_tokenizers(directory: str | Path) -> tuple[Tokenizer, Tokenizer]:
         raise TransduceError(f"cannot read {meta_path}: {e.strerror or e}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise TransduceError(f"{meta_path} is corrupt ({e}); re-save the tokenizers") from None
+    if "whisper" in kinds:
+        _register_whisper()
     for kind in kinds:
         if kind not in TOKENIZERS:
             raise TransduceError(f"{meta_path}: unknown tokenizer type '{kind}'")

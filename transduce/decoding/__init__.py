@@ -16,6 +16,7 @@ from transduce.decoding.processors import (
     MinLength,
     NoRepeatNGram,
     RepetitionPenalty,
+    SuppressTokens,
     build_processors,
 )
 from transduce.decoding.sampling import filter_top_k_top_p, sample
@@ -27,6 +28,7 @@ __all__ = [
     "MinLength",
     "NoRepeatNGram",
     "RepetitionPenalty",
+    "SuppressTokens",
     "beam_search",
     "build_processors",
     "filter_top_k_top_p",

@@ -46,6 +46,7 @@ from transduce.decoding.greedy import (
     max_len_per_sentence,
     with_min_len,
 )
+from transduce.decoding.prefix import ForcedPrefix, start_inputs
 from transduce.decoding.processors import LogitsProcessor, next_token_log_probs
 
 
@@ -72,6 +73,8 @@ def beam_search(
     processors: Sequence[LogitsProcessor] | None = None,
     return_attention: bool = False,
     early_stop: bool = True,
+    prefix: Sequence[Sequence[int]] | None = None,
+    eos_in_length: bool = True,
 ) -> list[list[Hypothesis]]:
     """Beam search for a batch of sentences.
 
@@ -81,6 +84,10 @@ def beam_search(
     len_penalty: scores are ``sum_logprob / (len(tokens) + 1) ** len_penalty``;
         0 ranks by the plain sum (favouring short outputs), 1 by the mean.
     early_stop: see the module docstring.
+    prefix: optional target prefix per sentence (see :mod:`transduce.decoding.prefix`):
+        hypotheses start with it, and its tokens count in neither score nor length.
+    eos_in_length: the length that normalizes a score counts the eos (transduce's
+        and fairseq's rule); False counts only the tokens (CTranslate2's rule).
     Returns ``B`` lists of up to ``nbest`` hypotheses. A sentence whose every
     continuation was forbidden by the processors gets one empty hypothesis
     scored ``-inf``.
@@ -96,30 +103,41 @@ def beam_search(
         device = enc_out.memory.device
         max_lens = max_len_per_sentence(max_len, batch_size, device)  # (A,)
         memory_mask = enc_out.mask  # (B, S), for trimming attention
-        processors = with_min_len(processors, min_len, eos_id)
+        forced = ForcedPrefix.build(prefix, device, eos_id) if prefix is not None else None
+        processors = with_min_len(processors, 0 if forced is not None else min_len, eos_id)
         finished: list[list[Hypothesis]] = [[] for _ in range(batch_size)]
+        # Tokens of each sentence's prefix: not counted in its length.
+        given = forced.lengths.tolist() if forced is not None else [0] * batch_size
+        eos_term = 1 if eos_in_length else 0
 
         sentences = list(range(batch_size))  # original index of each active sentence
         # Finished hypotheses per active sentence, kept on the device like the scores.
         n_finished = torch.zeros(batch_size, dtype=torch.long, device=device)  # (A,)
+        if forced is not None:
+            max_lens = max_lens + forced.lengths
+            rows_of = torch.arange(batch_size, device=device).repeat_interleave(k)
+            forced = forced.select(rows_of)  # (A*K) rows
         # Only beam 0 is live at the start, so the first step does not pick
         # the same continuation K times.
         scores = torch.full((batch_size, k), -torch.inf, device=device)  # (A, K)
         scores[:, 0] = 0.0
-        prefix = torch.empty(batch_size * k, 0, dtype=torch.long, device=device)  # (A*K, t)
         attn_history: Tensor | None = None  # (A*K, t, S)
         state = None
-        tgt_in = torch.full((batch_size * k, 1), bos_id, dtype=torch.long, device=device)
-        step = 0
+        # tgt_in (A*K, 1 + m): bos and the common part of the prefixes; prefix (A*K, t)
+        tgt_in, prefix, step = start_inputs(forced, batch_size * k, bos_id, device)
         while sentences:
             num_active = len(sentences)
             logits, state, attn = model.decode(
                 tgt_in, enc_out, state, need_attention=return_attention
             )
+            if return_attention and attn is not None and attn_history is None and step > 0:
+                attn_history = attn[:, :-1]  # rows that read the fed prefix tokens
             at_max_len = (max_lens <= step).repeat_interleave(k)  # (A*K,)
             log_probs = next_token_log_probs(
                 logits[:, -1], prefix, processors, at_max_len, eos_id
             )  # (A*K, V)
+            if forced is not None:
+                log_probs = forced.apply(log_probs, step, min_len, eos_id)
             vocab_size = log_probs.size(-1)
             candidates = (scores.view(-1, 1) + log_probs).view(num_active, k * vocab_size)
             top_scores, top_ids = candidates.topk(2 * k, dim=1)  # (A, 2K), best first
@@ -145,7 +163,8 @@ def beam_search(
                 ):
                     sentence = sentences[a]
                     history = attn_history[row] if attn_history is not None else None
-                    normalized = total / (len(tokens) + 1) ** len_penalty
+                    length = len(tokens) - given[sentence] + eos_term
+                    normalized = total / max(length, 1) ** len_penalty
                     finished[sentence].append(
                         make_hypothesis(tokens, normalized, history, memory_mask[sentence])
                     )
@@ -169,8 +188,8 @@ def beam_search(
                     for a in (searching & full).nonzero().squeeze(1).tolist()
                     if _live_can_improve(
                         float(scores[a, 0]),
-                        step,
-                        int(max_lens[a]),
+                        step - given[sentences[a]],  # prefix tokens are not counted
+                        int(max_lens[a]) - given[sentences[a]],
                         sorted((h.score for h in finished[sentences[a]]), reverse=True)[k - 1],
                         len_penalty,
                     )
@@ -186,6 +205,7 @@ def beam_search(
             prefix = torch.cat([prefix[rows], tgt_in], dim=1)
             if attn_history is not None:
                 attn_history = attn_history[rows]
+            forced = forced.select(rows) if forced is not None else None
             scores = scores[kept]
             if len(keep) < num_active:
                 state = state.reorder(rows, sentences=kept)

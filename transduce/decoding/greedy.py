@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from transduce.decoding.prefix import ForcedPrefix, start_inputs
 from transduce.decoding.processors import LogitsProcessor, MinLength, next_token_log_probs
 from transduce.models.base import EncoderOutput
 
@@ -97,12 +98,16 @@ def decode_paths(
     bos_id: int,
     eos_id: int,
     return_attention: bool,
+    forced: ForcedPrefix | None = None,
+    min_len: int = 0,
 ) -> list[Hypothesis]:
     """Extend each of ``N`` rows one token per step until it picks eos.
 
     enc_out: the encoder output for the ``N`` rows.
-    max_lens: ``(N,)`` long, the length limit of each row.
+    max_lens: ``(N,)`` long, the length limit of each row (tokens after its prefix).
     choose: ``(A, V)`` processed log-probs -> ``(A,)`` chosen token ids.
+    forced: the rows' target prefixes (:mod:`transduce.decoding.prefix`); with it,
+        ``min_len`` is enforced after each row's prefix.
     Returns one hypothesis per row, with the unnormalized score.
     """
     n = max_lens.numel()
@@ -110,17 +115,22 @@ def decode_paths(
     memory_mask = enc_out.mask  # (N, S), kept for trimming attention
     results: list[Hypothesis | None] = [None] * n
     rows = list(range(n))  # original row of each live row
-    prefix = torch.empty(n, 0, dtype=torch.long, device=device)  # (A, t)
+    if forced is not None:
+        max_lens = max_lens + forced.lengths
+    # tgt_in (A, 1 + m): bos and the prefix every row shares the length of; prefix (A, t)
+    tgt_in, prefix, step = start_inputs(forced, n, bos_id, device)
     scores = torch.zeros(n, device=device)  # (A,)
     attn_history: Tensor | None = None  # (A, t, S)
     state = None
-    tgt_in = torch.full((n, 1), bos_id, dtype=torch.long, device=device)
-    step = 0
     while rows:
         logits, state, attn = model.decode(tgt_in, enc_out, state, need_attention=return_attention)
+        if return_attention and attn is not None and attn_history is None and step > 0:
+            attn_history = attn[:, :-1]  # rows that read the fed prefix tokens
         log_probs = next_token_log_probs(
             logits[:, -1], prefix, processors, max_lens <= step, eos_id
         )  # (A, V)
+        if forced is not None:
+            log_probs = forced.apply(log_probs, step, min_len, eos_id)
         token = choose(log_probs)  # (A,)
         scores = scores + log_probs.gather(1, token.unsqueeze(1)).squeeze(1)
         ended = token == eos_id
@@ -141,6 +151,7 @@ def decode_paths(
                 break
             prefix, scores, token = prefix[keep], scores[keep], token[keep]
             max_lens = max_lens[keep]
+            forced = forced.select(keep) if forced is not None else None
             attn_history = attn_history[keep] if attn_history is not None else None
             state = state.reorder(keep)
             enc_out = enc_out.reorder(keep)
@@ -159,27 +170,33 @@ def greedy_search(
     eos_id: int = 3,
     processors: Sequence[LogitsProcessor] | None = None,
     return_attention: bool = False,
+    prefix: Sequence[Sequence[int]] | None = None,
 ) -> list[list[Hypothesis]]:
     """Pick the most likely token at every step.
 
     src: ``(B, S)`` ids or ``(B, S, F)`` features (whatever the encoder reads);
     src_mask: ``(B, S)`` bool, True on real positions.
+    prefix: optional target prefix per sentence (see :mod:`transduce.decoding.prefix`).
     Returns, per sentence, a list holding one hypothesis; its score is the
     unnormalized sum of log-probs, eos included.
     """
     with torch.inference_mode():
         enc_out = model.encode(src, src_mask)
         batch_size = enc_out.memory.size(0)
-        max_lens = max_len_per_sentence(max_len, batch_size, enc_out.memory.device)
+        device = enc_out.memory.device
+        max_lens = max_len_per_sentence(max_len, batch_size, device)
+        forced = ForcedPrefix.build(prefix, device, eos_id) if prefix is not None else None
         hyps = decode_paths(
             model,
             enc_out,
             max_lens,
             choose=lambda log_probs: log_probs.argmax(dim=-1),
-            processors=with_min_len(processors, min_len, eos_id),
+            processors=with_min_len(processors, 0 if forced is not None else min_len, eos_id),
             bos_id=bos_id,
             eos_id=eos_id,
             return_attention=return_attention,
+            forced=forced,
+            min_len=min_len,
         )
     return [[h] for h in hyps]
 

@@ -94,6 +94,29 @@ class ForbidTokens:
         return log_probs
 
 
+class SuppressTokens:
+    """Whisper's token suppression: the given ids get ``-inf`` *logits*, before the
+    softmax, so the remaining tokens' log-probs are renormalized (as CTranslate2 and
+    openai-whisper do). ``at_step``: only when exactly that many tokens precede
+    (e.g. the prompt length, for the first generated token); None = every step.
+
+    ``on_logits = True`` tells :func:`next_token_log_probs` to run it before the softmax.
+    """
+
+    on_logits = True
+
+    def __init__(self, ids: Sequence[int], at_step: int | None = None) -> None:
+        self.ids = sorted(set(int(i) for i in ids))
+        self.at_step = at_step
+
+    def __call__(self, logits: Tensor, prefix: Tensor) -> Tensor:
+        if not self.ids or (self.at_step is not None and prefix.size(1) != self.at_step):
+            return logits
+        logits = logits.clone()
+        logits[:, self.ids] = -torch.inf
+        return logits
+
+
 def build_processors(
     min_len: int = 0,
     no_repeat_ngram: int = 0,
@@ -132,16 +155,24 @@ def next_token_log_probs(
     at_max_len: ``(N,)`` bool, rows that have reached their length limit: for
         them only eos is allowed, with the model's own log-prob (this wins over
         every processor, min_len included).
+    Processors marked ``on_logits`` (:class:`SuppressTokens`) run on the logits,
+    before the softmax; the others on the log-probs.
     Returns ``(N, V)`` float32 log-probs, ``-inf`` where a token is forbidden.
 
     Every tensor here is this function's own, so the rules it applies itself
     (``min_len``, the length limit) write in place instead of making a new
     ``(N, V)`` tensor each step.
     """
-    raw = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
+    logits = logits.float()
+    for processor in processors:
+        if getattr(processor, "on_logits", False):
+            logits = processor(logits, prefix)
+    raw = torch.log_softmax(logits, dim=-1)  # (N, V)
     raw_eos = raw[:, eos_id].clone()  # (N,)
     log_probs = raw
     for processor in processors:
+        if getattr(processor, "on_logits", False):
+            continue
         if isinstance(processor, MinLength) and processor.eos_id == eos_id:
             if prefix.size(1) < processor.min_len:
                 log_probs[:, eos_id] = -torch.inf
@@ -160,6 +191,7 @@ __all__ = [
     "MinLength",
     "NoRepeatNGram",
     "RepetitionPenalty",
+    "SuppressTokens",
     "build_processors",
     "next_token_log_probs",
 ]

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from transduce.decoding.greedy import Hypothesis, decode_paths, max_len_per_sentence, with_min_len
+from transduce.decoding.prefix import ForcedPrefix
 from transduce.decoding.processors import LogitsProcessor
 
 
@@ -56,10 +57,12 @@ def sample(
     eos_id: int = 3,
     processors: Sequence[LogitsProcessor] | None = None,
     return_attention: bool = False,
+    prefix: Sequence[Sequence[int]] | None = None,
 ) -> list[list[Hypothesis]]:
     """Draw ``num_samples`` independent outputs per sentence.
 
     src: ``(B, S)`` ids or ``(B, S, F)`` features; src_mask ``(B, S)`` bool.
+    prefix: optional target prefix per sentence (see :mod:`transduce.decoding.prefix`).
     generator: makes the draws reproducible; it must live on the model's device.
     Returns, per sentence, ``num_samples`` hypotheses in the order drawn.
     """
@@ -81,15 +84,18 @@ def sample(
         max_lens = max_len_per_sentence(max_len, batch_size, device)
         # Row b * num_samples + j is sample j of sentence b.
         expand = torch.arange(batch_size, device=device).repeat_interleave(num_samples)
+        forced = ForcedPrefix.build(prefix, device, eos_id) if prefix is not None else None
         hyps = decode_paths(
             model,
             enc_out.reorder(expand),
             max_lens[expand],
             choose=choose,
-            processors=with_min_len(processors, min_len, eos_id),
+            processors=with_min_len(processors, 0 if forced is not None else min_len, eos_id),
             bos_id=bos_id,
             eos_id=eos_id,
             return_attention=return_attention,
+            forced=forced.select(expand) if forced is not None else None,
+            min_len=min_len,
         )
     return [hyps[b * num_samples : (b + 1) * num_samples] for b in range(batch_size)]
 

@@ -11,6 +11,7 @@ from transduce.models import (  # noqa: F401  (register)
     rnn,
     transformer,
     vision,  # noqa: F401  (the resnet image encoder)
+    whisper,  # noqa: F401  (the whisper encoder)
 )
 from transduce.models.base import Decoder, DecoderState, Encoder, EncoderOutput
 from transduce.models.seq2seq import EncoderDecoder, build_model

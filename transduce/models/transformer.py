@@ -72,6 +72,7 @@ class TransformerEncoderConfig:
 @dataclass
 class TransformerDecoderConfig(TransformerEncoderConfig):
     copy: bool = False  # copy source tokens (pointer-generator style; needs a shared vocab)
+    output_bias: bool = True  # a bias on the output projection (Whisper has none)
 
 
 def _validate(cfg: TransformerEncoderConfig, where: str) -> None:
@@ -235,7 +236,7 @@ class TransformerDecoder(Decoder):
             TransformerDecoderLayer(cfg, ctx.memory_dim) for _ in range(cfg.layers)
         )
         self.final_norm = nn.LayerNorm(d) if cfg.norm_first else nn.Identity()
-        self.output_projection = nn.Linear(d, ctx.tgt_vocab_size)
+        self.output_projection = nn.Linear(d, ctx.tgt_vocab_size, bias=cfg.output_bias)
         self.copy_gate = None
         if cfg.copy:
             check_copy_vocab(ctx)

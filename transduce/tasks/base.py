@@ -182,6 +182,12 @@ class Task(abc.ABC):
         tasks return the picture ``uint8 (3, H, W)`` or the features ``(N, n_mels)``."""
         raise NotImplementedError(f"task '{self.name}' has no source view for plots")
 
+    def search_options(self, n: int) -> dict:
+        """Extra arguments for the searches when decoding ``n`` inputs: ``prefix`` (a
+        forced target prefix per input) and ``processors`` (logit processors). Whisper
+        models use them for their prompt and suppressed tokens; by default none."""
+        return {}
+
     def split_input(self, item):
         """The pieces one raw input is decoded in; their outputs are joined with spaces.
         Tasks whose inputs can outgrow the model (long recordings) cut them here."""

@@ -33,8 +33,10 @@ from transduce.data import audio as A
 from transduce.data.readers import resolve_data_path
 from transduce.data.text_norm import normalize_text
 from transduce.data.tokenizers import load_tokenizers, save_tokenizers, train_tokenizer
+from transduce.decoding.processors import SuppressTokens
 from transduce.evaluation.metrics import compute_metrics
 from transduce.models.audio import LogMel
+from transduce.models.whisper import WINDOW_SECONDS, WhisperLogMel
 from transduce.tasks.base import Batch, Example, Task, register_task, target_tensors
 
 log = logging.getLogger(__name__)
@@ -95,7 +97,19 @@ class SpeechTask(Task):
             raise ConfigError(f"audio.sample_rate must be at least 8000, got {a.sample_rate}")
         if a.max_seconds <= a.min_seconds:
             raise ConfigError("audio.max_seconds must be larger than audio.min_seconds")
-        self.features = LogMel(a.sample_rate, a.n_mels)
+        if a.frontend == "whisper":
+            if a.sample_rate != 16000:
+                raise ConfigError("audio.frontend: whisper needs audio.sample_rate: 16000")
+            if a.max_seconds > WINDOW_SECONDS:
+                raise ConfigError(
+                    f"audio.max_seconds must be at most {WINDOW_SECONDS:g} with the whisper "
+                    "frontend (the encoder reads 30-second windows)"
+                )
+            self.features = WhisperLogMel(a.n_mels)
+        elif a.frontend == "logmel":
+            self.features = LogMel(a.sample_rate, a.n_mels)
+        else:
+            raise ConfigError(f"audio.frontend must be logmel or whisper, got {a.frontend!r}")
         self.tok = None
         self._cache: dict[str, np.ndarray] = {}
 
@@ -134,7 +148,10 @@ class SpeechTask(Task):
                 skipped += 1
                 continue
             ref = normalize_text(text)
-            ids = self.tok.encode(ref)
+            if self.tok.kind == "whisper":  # Whisper writes cased, punctuated text
+                ids = self.tok.prompt_ids + self.tok.encode(text)
+            else:
+                ids = self.tok.encode(ref)
             if train:
                 ids = ids[:max_tgt]
             frames = max(1, int(duration * FRAMES_PER_SECOND))
@@ -221,6 +238,20 @@ class SpeechTask(Task):
 
     def detokenize(self, ids: list[int]) -> str:
         return self.tok.decode(ids)
+
+    def search_options(self, n: int) -> dict:
+        """Whisper: the prompt after bos is a forced prefix; its suppressed tokens, and
+        blank/eos right after the prompt, are masked before the softmax."""
+        if self.tok is None or self.tok.kind != "whisper":
+            return {}
+        prompt = self.tok.prompt_ids
+        return {
+            "prefix": [prompt] * n,
+            "processors": [
+                SuppressTokens(self.tok.suppress_ids),
+                SuppressTokens(self.tok.suppress_begin_ids, at_step=len(prompt)),
+            ],
+        }
 
     def score(self, hyps: list[str], refs: list[str]) -> dict:
         return compute_metrics(self.metric_names, [normalize_text(h) for h in hyps], refs)

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from transduce.config import Config, ConfigError, TransduceError
 from transduce.data.batching import token_batches
 from transduce.data.binarized import example_lengths
-from transduce.inference import save_model_dir, search
+from transduce.inference import read_model_config, save_model_dir, search
 from transduce.models.seq2seq import EncoderDecoder, build_model
 from transduce.tasks import Example, Task, build_task
 from transduce.tasks.binarize import binarize, open_binarized
@@ -44,9 +44,11 @@ from transduce.training.checkpoint import (
     average_checkpoints,
     capture_rng_state,
     load_checkpoint,
+    load_model_weights,
     restore_rng_state,
 )
 from transduce.training.distributed import World
+from transduce.training.finetune import freeze, init_from_dir, merge_init_config
 from transduce.training.loss import build_aux_losses, label_smoothed_nll, register_aux_loss
 from transduce.training.optim import build_optimizer, build_scheduler
 
@@ -123,6 +125,9 @@ class Trainer:
         t = cfg.train
         if not (t.max_steps or t.max_epochs or t.max_minutes):
             raise ConfigError("set one of train.max_steps, train.max_epochs, train.max_minutes")
+        self.init_dir = init_from_dir(cfg)
+        if self.init_dir is not None:  # fine-tuning: the saved model's architecture
+            cfg = merge_init_config(cfg, read_model_config(self.init_dir))
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume = resume
@@ -183,7 +188,10 @@ class Trainer:
             if self.resume:
                 self.task.load(run / "vocab")
             elif main:
-                self.task.fit(train_items)
+                if self.init_dir is not None:
+                    self.task.load(self.init_dir)  # the pretrained model's tokenizers
+                else:
+                    self.task.fit(train_items)
                 self.task.save(run / "vocab")
             distributed.barrier()
             if not self.resume and not main:
@@ -194,7 +202,13 @@ class Trainer:
         self.valid_examples: list[Example] = self.task.examples(self.task.read_split("valid"))
         self.model: EncoderDecoder = build_model(
             cfg.model, self.task.src_vocab_size, self.task.tgt_vocab_size
-        ).to(self.device)
+        )
+        if self.init_dir is not None and not self.resume:
+            load_model_weights(self.model, self.init_dir / "model.safetensors")
+        self.model = self.model.to(self.device)
+        if cfg.train.freeze:
+            frozen = freeze(self.model, cfg.train.freeze)
+            log.info("froze %.2fM parameters (%s)", frozen / 1e6, ", ".join(cfg.train.freeze))
         self.optimizer = build_optimizer(self.model, cfg.train)
         # fp16 gradients underflow without loss scaling; the scaler is a no-op otherwise
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
@@ -565,7 +579,7 @@ def decode_examples(
     for start in range(0, len(order), dcfg.batch_size):
         idx = order[start : start + dcfg.batch_size]
         batch = task.collate([examples[i] for i in idx]).to(device)
-        hyps = search(model, batch.src, batch.src_mask, dcfg)
+        hyps = search(model, batch.src, batch.src_mask, dcfg, **task.search_options(len(idx)))
         for i, h in zip(idx, hyps):
             out[i] = task.output_text(h[0].tokens, examples[i].src_text)
     return out

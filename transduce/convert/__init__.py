@@ -1,0 +1,1 @@
+"""Importers: pretrained weights of other toolkits -> transduce model folders (top layer)."""
