@@ -95,15 +95,8 @@ def assert_refused(argv: list[str], capsys, names: str | list[str], run: Path | 
 
 
 @pytest.fixture(scope="module")
-def run(data_dir, tmp_path_factory) -> Path:
-    """A tiny run trained once (checkpoints, best/, last/, logs); tests never modify it."""
-    from tests.integration.conftest import TINY_TRANSFORMER, tiny_config
-    from transduce.training.trainer import Trainer
-
-    folder = tmp_path_factory.mktemp("bad-input") / "run"
-    cfg = tiny_config(data_dir, TINY_TRANSFORMER, max_steps=30, valid_every=15, warmup_steps=5)
-    Trainer(cfg, folder).fit()
-    return folder
+def run(tiny_run) -> Path:
+    return tiny_run
 
 
 @pytest.fixture
@@ -316,29 +309,27 @@ def test_decoding_work_is_bounded_before_decoding(run, capsys, monkeypatch):
 
 
 def png_header(width: int, height: int) -> bytes:
-    """A PNG holding only its header: Pillow knows the size without any pixel."""
+    """A tiny PNG that claims ``width x height``: Pillow reads the size from its header,
+    and decoding its pixels would need width x height x 3 bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return (
-        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
-    )
+    rows = zlib.compress(b"\x00" * 64)  # the start of the first row, then nothing
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")
-def file_models(tmp_path_factory) -> dict[str, Path]:
-    from tests.integration.test_serving import caption_raw, speech_raw, untrained_model_dir
-
-    root = tmp_path_factory.mktemp("bad-input-models")
-    return {
-        "caption": untrained_model_dir(caption_raw(), root / "caption"),
-        "asr": untrained_model_dir(speech_raw(), root / "asr"),
-    }
+def file_models(untrained_file_models) -> dict[str, Path]:
+    return untrained_file_models
 
 
 def test_huge_image_refused_from_its_header(file_models, tmp_path, capsys):
     big = tmp_path / "big.png"
     big.write_bytes(png_header(12000, 12000))  # 144 megapixels in 33 bytes
-    assert_refused(["predict", file_models["caption"], big], capsys, str(big))
+    assert_refused(["predict", file_models["caption"], big], capsys, [str(big), "pixels"])
 
 
 @pytest.mark.parametrize("case", ["two-hours", "one-hertz", "nan", "inf"])
