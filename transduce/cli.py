@@ -203,6 +203,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         inputs = _read_inputs(predictor.task, args.inputs)
     if args.attention_plot:
+        from transduce.paths import check_output
+
+        check_output(args.attention_plot, [args.model, *args.inputs], "--attention-plot")
         return _predict_with_attention_plot(predictor, list(inputs), options, args.attention_plot)
     for out in predictor.predict_stream(inputs, chunk=chunk, **options):
         if isinstance(out, list):

@@ -69,8 +69,6 @@ class Check:
         if self.items is not None or self.length is not None:
             if self.length is not None:
                 parts.append(f"a list of {self.length} items")
-            else:
-                parts.append("a list")
             if self.items is not None:
                 parts.append(f"each {self.items.describe()}")
             return ", ".join(parts)
@@ -81,6 +79,12 @@ class Check:
 
     def problem(self, value: Any) -> str | None:
         """None when ``value`` is allowed, else what is wrong with it."""
+        if isinstance(value, dict):
+            for key, item in value.items():
+                why = self.items.problem(item) if self.items is not None else None
+                if why:
+                    return f"entry {key!r} ({item!r}) {why}"
+            return None
         if isinstance(value, (list, tuple)):
             if self.length is not None and len(value) != self.length:
                 return f"has {len(value)} items"
@@ -114,7 +118,7 @@ class Check:
 def _fmt(x: float) -> str:
     if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
         return str(int(x))
-    return f"{x:g}" if isinstance(x, float) else f"{x:,}".replace(",", "_")
+    return f"{x:g}" if isinstance(x, float) else str(x)
 
 
 def bounded(default: Any, **check: Any) -> Any:
@@ -176,10 +180,10 @@ def _apply_check(check: Check | None, value: Any, where: str) -> None:
 
 DEVICE_PATTERN = r"auto|cpu|cuda|cuda:[0-9]{1,3}|mps"
 DEVICE_WHAT = "auto, cpu, cuda, cuda:N or mps"
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}"
+NAME_PATTERN = r"(?!\.{1,2}$)[^/\\\x00-\x1f~][^/\\\x00-\x1f]{0,99}"
 NAME_WHAT = (
-    "a name, not a path: letters, digits, '.', '_', '+', '-' (at most 100, "
-    "starting with a letter or digit)"
+    "a name, not a path: 1 to 100 characters without '/', '\\' or control characters, "
+    "not '.' or '..', not starting with '~'"
 )
 
 
@@ -237,7 +241,8 @@ class TrainConfig:
     plateau_factor: float = bounded(0.5, gt=0, lt=1)
     plateau_patience: int = bounded(2, ge=0)
     label_smoothing: float = bounded(0.1, ge=0, lt=1)
-    aux_losses: dict = field(default_factory=dict)  # extra loss terms by name: {coverage: 1.0}
+    # extra loss terms by name and weight: {coverage: 1.0}
+    aux_losses: dict = bounded({}, items=Check(ge=0, le=1000))
     clip_norm: float = bounded(1.0, ge=0)  # 0 disables clipping
     max_steps: int = bounded(0, ge=0)  # 0 = no limit
     max_epochs: int = bounded(0, ge=0)  # 0 = no limit

@@ -32,6 +32,7 @@ from transduce.cli import main
 from transduce.config import (
     AudioConfig,
     Check,
+    Config,
     DataConfig,
     DecodeConfig,
     ImageConfig,
@@ -128,8 +129,10 @@ def _violations(check: Check, typ: type) -> st.SearchStrategy[str]:
             )  # fmt: skip
         )
         return st.one_of(words, st.sampled_from(["1", "''"]))
+    if check.pattern is not None and check.what and "name" in check.what:
+        return st.sampled_from(["../../x", "/abs/path", "a/b", "..", "''", "~/x", "x\\y"])
     if check.pattern is not None:
-        return st.sampled_from(["../../x", "/abs/path", "tpu", "a b", "cuda:x", "''"])
+        return st.sampled_from(["tpu", "gpu", "cuda:x", "cuda:-1", "''", "CPU"])
     if check.length is not None or check.items is not None:
         return st.sampled_from(["[a, b]", "[.nan, 1]", "[1, 2, 3, 4, 5]", "[-1e9, 1e9]", "7"])
     options = [special]
@@ -166,7 +169,8 @@ def _bad_overrides() -> st.SearchStrategy[tuple[str, str]]:
             if check is not None:
                 key = f"{section}.{f.name}"
                 pairs.append(st.tuples(st.just(key), _violations(check, hints[f.name])))
-    pairs.append(st.tuples(st.just("name"), _violations(Check(pattern="x"), str)))
+    name = dataclasses.fields(Config)[1]
+    pairs.append(st.tuples(st.just("name"), _violations(name.metadata["check"], str)))
     return st.one_of(*pairs)
 
 
@@ -406,6 +410,21 @@ def test_data_prepare_output_inside_its_input_is_refused(tmp_path, capsys):
     argv = ["data", "prepare", "ddtp", "--lists-dir", lists, "--out", lists / "out"]
     assert_refused(argv, capsys, "--out", run=lists)
     assert_refused(["data", "prepare", "ddtp", "--out", lists], capsys, "--out", run=lists)
+
+
+def test_data_prepare_that_would_be_empty_writes_nothing(tmp_path, capsys, monkeypatch):
+    """A source that finds nothing (e.g. apt lists without Translation files) is an error,
+    and the output folder is neither created nor half-written."""
+    import transduce.data.sources as sources
+
+    def find_nothing(name: str, out: Path, options: dict) -> dict:
+        (out / "train.tsv").write_text("")
+        return {"name": name, "counts": {"train": 0, "valid": 0, "test": 0}}
+
+    monkeypatch.setattr(sources, "_prepare", find_nothing)
+    out = tmp_path / "data" / "ddtp-de-en"
+    assert_refused(["data", "prepare", "ddtp", "--out", out], capsys, ["train", "ddtp"])
+    assert not out.exists() and list((tmp_path / "data").iterdir()) == []
 
 
 # ------------------------------------------------------------------ class 5: no damage

@@ -91,12 +91,17 @@ def build_model(
             f"model: not enough memory to build it ({str(e).splitlines()[0][:200]}); lower "
             "model.encoder / model.decoder sizes or tokenizer.vocab_size"
         ) from None
-    except RuntimeError as e:
-        if "alloc" not in str(e).lower():
-            raise
+    except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as e:
+        why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        if "alloc" in why.lower():
+            raise ConfigError(
+                f"model: not enough memory to build it ({why}); lower "
+                "model.encoder / model.decoder sizes or tokenizer.vocab_size"
+            ) from None
+        # a size or option a module's own checks missed (e.g. a negative width)
         raise ConfigError(
-            f"model: not enough memory to build it ({str(e).splitlines()[0][:200]}); lower "
-            "model.encoder / model.decoder sizes or tokenizer.vocab_size"
+            f"model: the model.encoder / model.decoder sections cannot be built ({why}); "
+            "check their sizes (positive) and options"
         ) from None
 
 
