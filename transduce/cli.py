@@ -275,7 +275,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.out and args.lists_dir:
         from transduce.paths import check_output
 
-        check_output(args.out, [args.lists_dir])
+        check_output(args.out, [args.lists_dir], inside_ok=True)
     card = prepare_source(args.source, Path(args.out) if args.out else None, vars(args))
     print(json.dumps(card, indent=2, ensure_ascii=False))
     return 0

@@ -24,8 +24,17 @@ def _resolved(path: str | Path) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def check_output(out: str | Path, inputs: Iterable[str | Path], option: str = "--out") -> Path:
-    """Refuse an output that is, contains or lies inside an input; returns ``out`` resolved."""
+def check_output(
+    out: str | Path,
+    inputs: Iterable[str | Path],
+    option: str = "--out",
+    inside_ok: bool = False,
+) -> Path:
+    """Refuse an output that is, contains or lies inside an input; returns ``out`` resolved.
+
+    ``inside_ok``: the inputs are folders the command only reads files from by name, so
+    a new folder inside one of them damages nothing (``data prepare --lists-dir``).
+    """
     target = _resolved(out)
     for item in inputs:
         src = _resolved(item)
@@ -33,7 +42,7 @@ def check_output(out: str | Path, inputs: Iterable[str | Path], option: str = "-
             relation = "is"
         elif target in src.parents:
             relation = "contains"
-        elif src in target.parents:
+        elif src in target.parents and not inside_ok:
             relation = "lies inside"
         else:
             continue

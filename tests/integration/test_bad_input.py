@@ -403,12 +403,13 @@ def test_speech_manifest_with_empty_text_is_refused(tmp_path, capsys):
     assert_refused(["train", cfg, "--run-dir", tmp_path / "r"], capsys, f"{manifest}:1")
 
 
-def test_data_prepare_output_inside_its_input_is_refused(tmp_path, capsys):
+def test_data_prepare_output_over_its_input_is_refused(tmp_path, capsys):
     lists = tmp_path / "lists"
     lists.mkdir()
     (lists / "keep.txt").write_text("a user's file")
-    argv = ["data", "prepare", "ddtp", "--lists-dir", lists, "--out", lists / "out"]
-    assert_refused(argv, capsys, "--out", run=lists)
+    for out in (lists, tmp_path):  # is, contains the input
+        argv = ["data", "prepare", "ddtp", "--lists-dir", lists, "--out", out]
+        assert_refused(argv, capsys, "--out", run=lists)
     assert_refused(["data", "prepare", "ddtp", "--out", lists], capsys, "--out", run=lists)
 
 
@@ -423,7 +424,7 @@ def test_data_prepare_that_would_be_empty_writes_nothing(tmp_path, capsys, monke
 
     monkeypatch.setattr(sources, "_prepare", find_nothing)
     out = tmp_path / "data" / "ddtp-de-en"
-    assert_refused(["data", "prepare", "ddtp", "--out", out], capsys, ["train", "ddtp"])
+    assert_refused(["data", "prepare", "ddtp", "--out", out], capsys, ["no examples", "ddtp"])
     assert not out.exists() and list((tmp_path / "data").iterdir()) == []
 
 

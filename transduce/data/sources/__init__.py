@@ -34,7 +34,7 @@ def prepare_source(name: str, out: Path | None, options: dict) -> dict:
     """Prepare data set ``name`` into ``out`` (default ``data/<name>``); return its card.
 
     The set is written into a folder beside ``out`` and moved into place only when it
-    is complete and holds examples in every split; an existing ``out`` is replaced only
+    is complete and holds examples; an existing ``out`` is replaced only
     when it is a data set this command made (it has ``card.json``).
     """
     if name not in SOURCES:
@@ -52,11 +52,11 @@ def prepare_source(name: str, out: Path | None, options: dict) -> dict:
     try:
         card = _prepare(name, tmp, options)
         counts = card.get("counts") if isinstance(card, dict) else None
-        empty = [k for k, v in (counts or {}).items() if k in SPLITS and _count(v) == 0]
-        if empty:
+        sizes = [_count(v) for k, v in (counts or {}).items() if k in SPLITS]
+        if sizes and all(n == 0 for n in sizes):
             raise TransduceError(
-                f"data set '{name}' would have no examples in {', '.join(empty)} (counts: "
-                f"{counts}); check its input (e.g. --lists-dir holds the Translation files)"
+                f"data set '{name}' would hold no examples (counts: {counts}); check its "
+                "input (e.g. that --lists-dir holds Translation files for the pair)"
             )
         install_folder(tmp, out)
     except BaseException:
