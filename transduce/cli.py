@@ -9,40 +9,12 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from transduce.config import (
-    Check,
-    ConfigError,
-    DecodeConfig,
-    ServeLimits,
-    TransduceError,
-    field_check,
-    parse_checked,
-)
-
-
-def _checked(typ: type, check: Check | None) -> Callable[[str], object]:
-    """An argparse ``type=``: parse and check against ``check``; a bad value is one
-    ``error: argument --x: ...`` line and exit status 2."""
-
-    def parse(text: str) -> object:
-        try:
-            return parse_checked(text, typ, check)
-        except ConfigError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    parse.__name__ = typ.__name__  # argparse names the type in some messages
-    return parse
-
-
-def _field(cls: type, name: str) -> Callable[[str], object]:
-    """The argparse type of config field ``cls.name``: the bounds declared on the field."""
-    import typing
-
-    return _checked(typing.get_type_hints(cls)[name], field_check(cls, name))
-
+from transduce.checks import Check
+from transduce.checks import arg_type as _checked
+from transduce.checks import field_arg_type as _field
+from transduce.config import DecodeConfig, ServeLimits, TransduceError
 
 POSITIVE = Check(ge=1, le=2**31)
 
