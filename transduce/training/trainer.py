@@ -330,6 +330,12 @@ class Trainer:
             groups = self._update_groups(self._epoch_batches(p.epoch))
             for k in range(p.batch // per_update, len(groups)):
                 loss, n_tokens = self._update(groups[k])
+                if not math.isfinite(loss):  # every rank sees the same all-reduced loss
+                    raise TransduceError(
+                        f"training diverged: the loss is {loss} at step {p.step + 1}; nothing "
+                        "of this step was saved. Lower train.lr or raise train.warmup_steps, "
+                        "and resume from the last checkpoint or start again"
+                    )
                 p.step += 1
                 p.batch = (k + 1) * per_update
                 p.seconds = time.monotonic() - started
