@@ -76,15 +76,10 @@ def trained_model(data_dir, tmp_path_factory) -> tuple[Path, dict]:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(data_dir, tmp_path_factory) -> Path:
-    """A tiny run trained for 30 steps (checkpoints, best/, last/, logs), for tests that
+def tiny_run(trained_model) -> Path:
+    """The session's trained run folder (checkpoints, best/, last/, logs), for tests that
     check what commands do with a run folder; tests never modify it (copy it first)."""
-    from transduce.training.trainer import Trainer
-
-    folder = tmp_path_factory.mktemp("tiny-run") / "run"
-    cfg = tiny_config(data_dir, TINY_TRANSFORMER, max_steps=30, valid_every=15, warmup_steps=5)
-    Trainer(cfg, folder).fit()
-    return folder
+    return trained_model[0]
 
 
 @pytest.fixture(scope="session")
