@@ -88,8 +88,11 @@ def alignments(
     dcfg: DecodeConfig,
     layer: int | None = None,
     head: int | None = None,
+    **bounds,
 ) -> list[Alignment]:
-    """Decode ``inputs`` (best hypothesis each) and collect their alignments."""
+    """Decode ``inputs`` (best hypothesis each) and collect their alignments.
+
+    ``bounds``: ``should_stop`` and ``budget`` as :meth:`Predictor.hypotheses` takes them."""
     task, model = predictor.task, predictor.model
     dcfg = dataclasses.replace(dcfg, nbest=1)
     kind = input_kind(predictor)
@@ -105,7 +108,7 @@ def alignments(
     need_maps = layer is not None or head is not None or _copies(decoder)
     need_maps = need_maps or (dcfg.mode == "joint" and _attends(decoder))
     ctc_head = getattr(model.encoder, "ctc_head", None) if kind == "audio" else None
-    hyps = [h[0] for h in predictor.hypotheses(inputs, dcfg, return_attention=True)]
+    hyps = [h[0] for h in predictor.hypotheses(inputs, dcfg, return_attention=True, **bounds)]
     out = []
     for item, h in zip(inputs, hyps):
         weights, p_gen, ctc = h.attention, None, None

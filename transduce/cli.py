@@ -11,7 +11,12 @@ import logging
 import sys
 from pathlib import Path
 
-from transduce.config import TransduceError
+from transduce.checks import Check
+from transduce.checks import arg_type as _checked
+from transduce.checks import field_arg_type as _field
+from transduce.config import DecodeConfig, ServeLimits, TransduceError
+
+POSITIVE = Check(ge=1, le=2**31)
 
 
 def _decode_options(args: argparse.Namespace) -> dict:
@@ -38,28 +43,66 @@ def _decode_options(args: argparse.Namespace) -> dict:
 
 def _add_decode_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding (defaults come from the model's config)")
-    g.add_argument("--beam", type=int, help="beam size; 1 = greedy")
-    g.add_argument("--nbest", type=int, help="print the N best hypotheses per input")
-    g.add_argument("--max-len", type=int, help="maximum output length in tokens")
-    g.add_argument("--min-len", type=int, help="minimum output length in tokens")
-    g.add_argument("--len-penalty", type=float, help="beam score = logprob / length**penalty")
-    g.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size")
+    g.add_argument("--beam", type=_field(DecodeConfig, "beam"), help="beam size; 1 = greedy")
     g.add_argument(
-        "--repetition-penalty", type=float, help="penalize generated tokens (>1, CTRL style)"
+        "--nbest", type=_field(DecodeConfig, "nbest"), help="print the N best hypotheses per input"
     )
     g.add_argument(
-        "--coverage-penalty", type=float, help="beam: rescore with Wu et al.'s coverage beta"
+        "--max-len",
+        type=_checked(int, Check(ge=1, le=100_000)),
+        help="maximum output length in tokens",
+    )
+    g.add_argument(
+        "--min-len", type=_field(DecodeConfig, "min_len"), help="minimum output length in tokens"
+    )
+    g.add_argument(
+        "--len-penalty",
+        type=_field(DecodeConfig, "len_penalty"),
+        help="beam score = logprob / length**penalty",
+    )
+    g.add_argument(
+        "--no-repeat-ngram",
+        type=_field(DecodeConfig, "no_repeat_ngram"),
+        help="never repeat an n-gram of this size",
+    )
+    g.add_argument(
+        "--repetition-penalty",
+        type=_field(DecodeConfig, "repetition_penalty"),
+        help="penalize generated tokens (>1, CTRL style)",
+    )
+    g.add_argument(
+        "--coverage-penalty",
+        type=_field(DecodeConfig, "coverage_penalty"),
+        help="beam: rescore with Wu et al.'s coverage beta",
     )
     g.add_argument("--sampling", action="store_true", help="sample instead of searching")
-    g.add_argument("--temperature", type=float, help="sampling temperature")
-    g.add_argument("--top-k", type=int, help="sample from the k most likely tokens")
-    g.add_argument("--top-p", type=float, help="sample from the nucleus of mass p")
-    g.add_argument("--batch-size", type=int, help="inputs decoded together")
+    g.add_argument(
+        "--temperature", type=_field(DecodeConfig, "temperature"), help="sampling temperature"
+    )
+    g.add_argument(
+        "--top-k", type=_field(DecodeConfig, "top_k"), help="sample from the k most likely tokens"
+    )
+    g.add_argument(
+        "--top-p", type=_field(DecodeConfig, "top_p"), help="sample from the nucleus of mass p"
+    )
+    g.add_argument(
+        "--batch-size", type=_field(DecodeConfig, "batch_size"), help="inputs decoded together"
+    )
     g.add_argument(
         "--mode", choices=["attention", "ctc_greedy", "joint"], help="speech: decoding mode"
     )
-    g.add_argument("--ctc-weight", type=float, help="speech, joint mode: weight of CTC scores")
+    g.add_argument(
+        "--ctc-weight",
+        type=_field(DecodeConfig, "ctc_weight"),
+        help="speech, joint mode: weight of CTC scores",
+    )
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    g.add_argument(
+        "--max-work",
+        type=_field(ServeLimits, "max_work"),
+        help="refuse a batch costing more than batch size x beam x max length tokens "
+        "(default 4,000,000)",
+    )
     _add_precision_arg(g)
 
 
@@ -99,8 +142,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _read_inputs(task, files: list[str]):
     if not files or files == ["-"]:
-        for line in sys.stdin:
-            yield line.rstrip("\n")
+        # bytes, one line at a time (streaming), so that bad UTF-8 names its line
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:  # a text stream (tests): already decoded
+            for line in sys.stdin:
+                yield line.rstrip("\n").rstrip("\r")
+            return
+        for lineno, raw in enumerate(stream, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise TransduceError(
+                    f"<stdin>:{lineno}: not valid UTF-8 (byte {raw[e.start]:#04x}); "
+                    "convert the input to UTF-8, e.g. with iconv"
+                ) from None
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")
+            yield line.rstrip("\n").rstrip("\r")
         return
     yield from task.read_inputs(files)
 
@@ -119,7 +177,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predictor = CT2Translator(args.model, device=args.device, inter_threads=args.inter_threads)
     else:
         predictor = Predictor.load(args.model, device=args.device, precision=args.precision)
+        if args.max_work:
+            predictor.max_work = args.max_work
     options = _decode_options(args)
+    predictor.decode_config(**options)  # bad options fail before reading any input
     # typing at a terminal: answer each line at once
     chunk = 1 if not args.inputs and sys.stdin.isatty() else args.chunk
     if args.docs:
@@ -130,6 +191,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         inputs = _read_inputs(predictor.task, args.inputs)
     if args.attention_plot:
+        from transduce.paths import check_output
+
+        check_output(args.attention_plot, [args.model, *args.inputs], "--attention-plot")
         return _predict_with_attention_plot(predictor, list(inputs), options, args)
     for out in predictor.predict_stream(inputs, chunk=chunk, **options):
         if isinstance(out, list):
@@ -157,17 +221,26 @@ def _predict_with_attention_plot(predictor, inputs: list, options: dict, args) -
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from transduce.inference import Predictor
+    from transduce.paths import check_output
+    from transduce.tasks.base import read_split_nonempty
 
     predictor = Predictor.load(args.model, device=args.device, precision=args.precision)
+    if args.max_work:
+        predictor.max_work = args.max_work
     task = predictor.task
-    if args.data:
-        setattr(task.cfg.data, args.split, args.data)
-    items = task.read_split(args.split)
-    examples = task.examples(items)
-    if args.limit:
-        examples = examples[: args.limit]
     options = _decode_options(args)
     options["nbest"] = 1
+    predictor.decode_config(**options)  # bad options fail before any work
+    if args.data:
+        setattr(task.cfg.data, args.split, args.data)
+    if args.output:
+        check_output(args.output, [args.model, getattr(task.cfg.data, args.split)], "--output")
+    items = read_split_nonempty(task, args.split)
+    examples = task.examples(items)
+    if not examples:
+        raise TransduceError(f"--data/{args.split}: no usable example to evaluate on")
+    if args.limit:
+        examples = examples[: args.limit]
     hyps = predictor.predict([e.src_text for e in examples], **options)
     results = task.score(hyps, [e.ref for e in examples])
     print(f"{args.split}: {len(examples)} examples, model {args.model}")
@@ -188,6 +261,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from transduce.data.sources import prepare_source
 
+    if args.out and args.lists_dir:
+        from transduce.paths import check_output
+
+        check_output(args.out, [args.lists_dir], inside_ok=True)
     card = prepare_source(args.source, Path(args.out) if args.out else None, vars(args))
     print(json.dumps(card, indent=2, ensure_ascii=False))
     return 0
@@ -211,27 +288,41 @@ def cmd_average(args: argparse.Namespace) -> int:
     import torch
 
     from transduce.inference import Predictor, read_model_config, save_model_dir
+    from transduce.paths import check_output, is_model_folder, replace_folder
     from transduce.training.checkpoint import CheckpointManager, average_checkpoints
 
     run = Path(args.run)
+    if not run.is_dir():
+        raise TransduceError(f"run folder {run} does not exist")
     paths = [Path(p) for p in args.checkpoints] or [
         k.path for k in CheckpointManager(run, 0, True).kept()
     ]
     if not paths:
         raise TransduceError(f"{run} has no kept checkpoints to average")
+    out = Path(args.out) if args.out else run / "averaged"
+    # writing over the run's model folders, checkpoints or logs would lose them
+    check_output(out, [run / "best", run / "last", *paths])
+    if out.exists() and not (out.is_dir() and is_model_folder(out)):
+        raise TransduceError(
+            f"--out {out} exists and is not a model folder; choose another output path"
+        )
     predictor = Predictor.load(run / "best")
     predictor.model.load_state_dict(average_checkpoints(paths))
     cfg = read_model_config(run / "best")
-    out = Path(args.out) if args.out else run / "averaged"
-    with torch.no_grad():
-        save_model_dir(out, predictor.model, cfg, predictor.task)
+
+    def build(tmp: Path) -> None:
+        with torch.no_grad():
+            save_model_dir(tmp, predictor.model, cfg, predictor.task)
+
+    # an existing model folder is replaced (re-averaging), only once the new one is complete
+    replace_folder(out, build, force=True, is_own=is_model_folder, kind="model folder")
     print(f"averaged {len(paths)} checkpoints into {out}")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
     except ImportError:
         raise TransduceError(
             "transduce serve needs fastapi, uvicorn and python-multipart: "
@@ -239,20 +330,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ) from None
     import torch
 
-    from transduce.serving.app import Limits, create_app, load_predictors
+    from transduce.serving.app import bind_socket, create_app, load_predictors, run_server
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    predictors = load_predictors(args.models, device=args.device, precision=args.precision)
-    limits = Limits(
-        max_inputs=args.max_inputs,
-        max_input_chars=args.max_chars,
-        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-    )
-    app = create_app(predictors, limits=limits, workers=args.workers)
+    sock = bind_socket(args.host, args.port)  # a bad host or a port in use fails first
+    try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        predictors = load_predictors(args.models, device=args.device, precision=args.precision)
+        limits = ServeLimits(
+            max_inputs=args.max_inputs,
+            max_input_chars=args.max_chars,
+            max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+            max_pixels=args.max_pixels,
+            max_seconds=args.max_seconds,
+            max_work=args.max_work,
+            timeout=args.timeout,
+        )
+        app = create_app(predictors, limits=limits, workers=args.workers)
+    except BaseException:
+        sock.close()
+        raise
     names = ", ".join(predictors)
     print(f"serving {names} on http://{args.host}:{args.port}/ (Ctrl+C stops)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    run_server(app, sock, log_level=args.log_level)
     return 0
 
 
@@ -288,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument(
         "--nproc",
-        type=int,
+        type=_checked(int, Check(ge=1, le=1024)),
         metavar="N",
         help="data-parallel training with N processes on this machine (gloo on CPU, "
         "nccl on CUDA: one GPU each); torchrun works too",
@@ -298,7 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="decode inputs from files or stdin")
     p.add_argument("model", help="model folder, e.g. runs/x/best")
     p.add_argument("inputs", nargs="*", help="input files (default: stdin)")
-    p.add_argument("--chunk", type=int, default=256, help="inputs read before decoding")
+    p.add_argument(
+        "--chunk", type=_checked(int, POSITIVE), default=256, help="inputs read before decoding"
+    )
     p.add_argument(
         "--docs", nargs="+", metavar="FILE", help="summarization: each whole file is one document"
     )
@@ -328,7 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="ctranslate2: MODEL is a folder made by `transduce export` (1 thread per batch)",
     )
     p.add_argument(
-        "--inter-threads", type=int, default=2, help="ctranslate2: batches decoded in parallel"
+        "--inter-threads",
+        type=_checked(int, Check(ge=1, le=1024)),
+        default=2,
+        help="ctranslate2: batches decoded in parallel",
     )
     _add_decode_args(p)
     p.set_defaults(func=cmd_predict)
@@ -337,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model folder")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--data", help="a data file to use instead of the config's split")
-    p.add_argument("--limit", type=int, help="score only the first N examples")
+    p.add_argument("--limit", type=_checked(int, POSITIVE), help="score only the first N examples")
     p.add_argument("--output", help="write the hypotheses to this file")
     _add_decode_args(p)
     p.set_defaults(func=cmd_evaluate)
@@ -353,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--lang", default="en", help="debian-summaries: language (en, de, fr, es)")
     q.add_argument(
         "--max-src-words",
-        type=int,
+        type=_checked(int, POSITIVE),
         default=400,
         help="debian-summaries: count (not drop) documents longer than this",
     )
@@ -380,15 +485,66 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve models over HTTP, with a demo page at /")
     p.add_argument("models", nargs="+", metavar="MODEL_DIR", help="model folders, loaded once")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_checked(int, Check(ge=1, le=65535)), default=8000)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     _add_precision_arg(p)
-    p.add_argument("--workers", type=int, help="requests decoded at once (default min(4, CPUs))")
-    p.add_argument("--threads", type=int, help="torch intra-op threads per decode")
-    p.add_argument("--max-inputs", type=int, default=64, help="inputs or files per request")
-    p.add_argument("--max-chars", type=int, default=5000, help="characters per text input")
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="size of one upload")
-    p.add_argument("--log-level", default="info", help="uvicorn log level")
+    p.add_argument(
+        "--workers",
+        type=_checked(int, Check(ge=1, le=256)),
+        help="requests decoded at once (default min(4, CPUs))",
+    )
+    p.add_argument(
+        "--threads", type=_checked(int, Check(ge=1, le=4096)), help="torch threads per decode"
+    )
+    limit = ServeLimits()
+    p.add_argument(
+        "--max-inputs",
+        type=_field(ServeLimits, "max_inputs"),
+        default=limit.max_inputs,
+        help="inputs or files per request",
+    )
+    p.add_argument(
+        "--max-chars",
+        type=_field(ServeLimits, "max_input_chars"),
+        default=limit.max_input_chars,
+        help="characters per text input",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=_checked(float, Check(gt=0, le=16384)),
+        default=limit.max_upload_bytes / 2**20,
+        help="size of one upload",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=_field(ServeLimits, "max_pixels"),
+        default=limit.max_pixels,
+        help="width x height of one uploaded image (read from its header)",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=_field(ServeLimits, "max_seconds"),
+        default=limit.max_seconds,
+        help="duration of one uploaded audio file (read from its header)",
+    )
+    p.add_argument(
+        "--max-work",
+        type=_field(ServeLimits, "max_work"),
+        default=limit.max_work,
+        help="per request: beam (or samples) x max output length, summed over the inputs",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_field(ServeLimits, "timeout"),
+        default=limit.timeout,
+        help="seconds one request may decode before it is stopped",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="uvicorn log level",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="convert a model folder for a fast inference engine")

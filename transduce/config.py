@@ -19,13 +19,35 @@ from typing import Any
 
 import yaml
 
+from transduce.checks import (  # noqa: F401  (re-exported: the package imports them from here)
+    INT64_MAX,
+    Check,
+    ConfigError,
+    LimitError,
+    TransduceError,
+    _apply_check,
+    bounded,
+    field_check,
+    parse_checked,
+)
 
-class TransduceError(Exception):
-    """An error a user can cause and fix; printed without a traceback by the CLI."""
+
+def check_value(cls: type, name: str, value: Any, where: str) -> Any:
+    """Coerce ``value`` to field ``name``'s type and check it; ConfigError naming ``where``."""
+    hints = typing.get_type_hints(cls)
+    value = _coerce(value, hints[name], where)
+    check = field_check(cls, name)
+    _apply_check(check, value, where)
+    return value
 
 
-class ConfigError(TransduceError):
-    """A bad configuration key or value."""
+DEVICE_PATTERN = r"auto|cpu|cuda|cuda:[0-9]{1,3}|mps"
+DEVICE_WHAT = "auto, cpu, cuda, cuda:N or mps"
+NAME_PATTERN = r"(?!\.{1,2}$)[^/\\\x00-\x1f~][^/\\\x00-\x1f]{0,99}"
+NAME_WHAT = (
+    "a name, not a path: 1 to 100 characters without '/', '\\' or control characters, "
+    "not '.' or '..', not starting with '~'"
+)
 
 
 @dataclass
@@ -38,8 +60,10 @@ class DataConfig:
     train: str = "sample:ddtp-de-en/train.tsv"
     valid: str = "sample:ddtp-de-en/valid.tsv"
     test: str = "sample:ddtp-de-en/test.tsv"
-    max_src_len: int = 256  # tokens; longer sources are truncated
-    max_tgt_len: int = 256  # tokens; longer training targets are truncated
+    max_src_len: int = bounded(256, ge=1, le=1_000_000)  # tokens; longer sources are truncated
+    max_tgt_len: int = bounded(
+        256, ge=1, le=1_000_000
+    )  # tokens; longer training targets are truncated
     caption_lang: str = "en"  # captioning: which language of the captions to learn
     # A folder made by `transduce data binarize` (memory-mapped token ids) to train on
     # instead of reading data.train into memory; made on the first `train` if missing.
@@ -48,12 +72,15 @@ class DataConfig:
 
 @dataclass
 class TokenizerConfig:
-    type: str = "sentencepiece"  # sentencepiece | char | word (| whisper: imported, not trained)
-    vocab_size: int = 8000  # sentencepiece and word
+    type: str = bounded(
+        "sentencepiece", choices=("sentencepiece", "char", "word", "whisper")
+    )  # whisper: imported (transduce import whisper), not trained
+    vocab_size: int = bounded(8000, ge=1, le=2**24)  # sentencepiece and word
     shared: bool = True  # one vocabulary for source and target
-    model_type: str = "unigram"  # sentencepiece: unigram | bpe
-    character_coverage: float = 1.0
-    max_train_sentences: int = 200_000  # sentencepiece trains on at most this many lines
+    model_type: str = bounded("unigram", choices=("unigram", "bpe"))  # sentencepiece
+    character_coverage: float = bounded(1.0, gt=0, le=1)
+    # sentencepiece trains on at most this many lines; 0 = all
+    max_train_sentences: int = bounded(200_000, ge=0)
 
 
 @dataclass
@@ -67,88 +94,160 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    seed: int = 1
-    batch_tokens: int = 4096  # source+target tokens per batch, padding included
-    accumulate: int = 1  # gradient accumulation steps per update
-    lr: float = 5e-4
-    betas: list = field(default_factory=lambda: [0.9, 0.98])
-    weight_decay: float = 0.0
-    schedule: str = "inverse_sqrt"  # inverse_sqrt | noam | cosine | plateau | constant
-    warmup_steps: int = 1000
-    min_lr: float = 0.0  # floor for cosine and plateau
-    plateau_factor: float = 0.5
-    plateau_patience: int = 2
-    label_smoothing: float = 0.1
-    aux_losses: dict = field(default_factory=dict)  # extra loss terms by name: {coverage: 1.0}
+    seed: int = bounded(1, ge=0, le=2**32 - 1)
+    batch_tokens: int = bounded(
+        4096, ge=1, le=2**31
+    )  # source+target tokens per batch, padding included
+    accumulate: int = bounded(1, ge=1, le=100_000)  # gradient accumulation steps per update
+    lr: float = bounded(5e-4, gt=0, le=10)
+    betas: list = bounded([0.9, 0.98], length=2, items=Check(ge=0, lt=1))
+    weight_decay: float = bounded(0.0, ge=0, le=10)
+    schedule: str = bounded(
+        "inverse_sqrt", choices=("inverse_sqrt", "noam", "cosine", "plateau", "constant")
+    )
+    warmup_steps: int = bounded(1000, ge=0)
+    min_lr: float = bounded(0.0, ge=0, le=10)  # floor for cosine and plateau
+    plateau_factor: float = bounded(0.5, gt=0, lt=1)
+    plateau_patience: int = bounded(2, ge=0)
+    label_smoothing: float = bounded(0.1, ge=0, lt=1)
+    # extra loss terms by name and weight: {coverage: 1.0}
+    aux_losses: dict = bounded({}, items=Check(ge=0, le=1000))
     freeze: list = field(default_factory=list)  # parameter name prefixes kept fixed: [encoder]
-    clip_norm: float = 1.0  # 0 disables clipping
-    max_steps: int = 0  # 0 = no limit
-    max_epochs: int = 0  # 0 = no limit
-    max_minutes: float = 0.0  # 0 = no limit; wall-clock budget
-    valid_every: int = 500  # updates
-    valid_max_sentences: int = 500  # decode at most this many valid sentences for the metric
-    valid_beam: int = 1
+    clip_norm: float = bounded(1.0, ge=0)  # 0 disables clipping
+    max_steps: int = bounded(0, ge=0)  # 0 = no limit
+    max_epochs: int = bounded(0, ge=0)  # 0 = no limit
+    max_minutes: float = bounded(0.0, ge=0)  # 0 = no limit; wall-clock budget
+    valid_every: int = bounded(500, ge=1)  # updates
+    # decode at most this many valid sentences for the metric; 0 = all
+    valid_max_sentences: int = bounded(500, ge=0)
+    valid_beam: int = bounded(1, ge=1, le=1024)
     early_stop_metric: str = "bleu"  # bleu | chrf | loss | any metric the task reports
-    patience: int = 0  # validations without improvement before stopping; 0 = never stop early
-    keep_best: int = 3  # best checkpoints kept besides `last`
+    patience: int = bounded(
+        0, ge=0
+    )  # validations without improvement before stopping; 0 = never stop early
+    keep_best: int = bounded(3, ge=0, le=1000)  # best checkpoints kept besides `last`
     average_best: bool = False  # average the kept best checkpoints into `best` at the end
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 on CUDA only)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    log_every: int = 50
-    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    precision: str = bounded("fp32", choices=("fp32", "bf16", "fp16"))  # fp16: CUDA only
+    device: str = bounded("auto", pattern=DEVICE_PATTERN, what=DEVICE_WHAT)
+    log_every: int = bounded(50, ge=1)
+    threads: int = bounded(0, ge=0, le=4096)  # torch intra-op threads; 0 = leave torch's default
     progress: bool = True  # show a progress bar
 
 
 @dataclass
 class DecodeConfig:
-    beam: int = 5
-    nbest: int = 1
-    max_len_a: float = 1.5  # max output length = a * source length + b
-    max_len_b: int = 10
-    min_len: int = 1
-    len_penalty: float = 1.0  # score / length ** len_penalty
+    beam: int = bounded(5, ge=1, le=1024)  # 1 = greedy
+    nbest: int = bounded(1, ge=1, le=1024)  # <= beam (search) or samples (sampling)
+    max_len_a: float = bounded(1.5, ge=0, le=1000)  # max output length = a * source length + b
+    max_len_b: int = bounded(10, ge=0, le=100_000)
+    min_len: int = bounded(1, ge=0, le=100_000)
+    len_penalty: float = bounded(1.0, ge=0, le=10)  # score / length ** len_penalty
     eos_in_length: bool = True  # beam: that length counts the eos (false: CTranslate2's rule)
-    no_repeat_ngram: int = 0  # forbid repeating any n-gram of this size; 0 = off
-    repetition_penalty: float = 1.0  # CTRL penalty on already generated tokens; 1.0 = off
-    coverage_penalty: float = 0.0  # beam: rescore with beta * sum_i log(min(cov_i, 1)); 0 = off
+    no_repeat_ngram: int = bounded(
+        0, ge=0, le=1024
+    )  # forbid repeating any n-gram of this size; 0 = off
+    repetition_penalty: float = bounded(
+        1.0, gt=0, le=100
+    )  # CTRL penalty on already generated tokens; 1.0 = off
+    coverage_penalty: float = bounded(
+        0.0, ge=0, le=100
+    )  # beam: rescore with beta * sum_i log(min(cov_i, 1)); 0 = off
     sampling: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    batch_size: int = 32
-    mode: str = "attention"  # attention | ctc_greedy | joint (speech: CTC head needed)
-    ctc_weight: float = 0.3  # joint: score = (1 - w) * attention + w * CTC prefix score
+    temperature: float = bounded(1.0, gt=0, le=100)
+    top_k: int = bounded(0, ge=0)  # 0 = off
+    top_p: float = bounded(1.0, gt=0, le=1)
+    batch_size: int = bounded(32, ge=1, le=100_000)
+    mode: str = bounded(
+        "attention", choices=("attention", "ctc_greedy", "joint")
+    )  # attention | ctc_greedy | joint (speech: CTC head needed)
+    ctc_weight: float = bounded(
+        0.3, ge=0, le=1
+    )  # joint: score = (1 - w) * attention + w * CTC prefix score
+
+    def check_together(self, where: str = "decode") -> None:
+        """Rules between fields: a search returns at most ``beam`` hypotheses."""
+        if not self.sampling and self.nbest > self.beam:
+            raise ConfigError(
+                f"{where}.nbest ({self.nbest}) must not exceed {where}.beam ({self.beam}): "
+                "a beam search returns at most beam hypotheses; raise the beam or lower nbest",
+                f"{where}.nbest",
+            )
 
 
 @dataclass
 class AudioConfig:
     """Speech recognition: reading audio, features, training augmentation (task: speech)."""
 
-    sample_rate: int = 16000  # every input is resampled to this
-    n_mels: int = 80  # log-mel bins (25 ms windows, 10 ms hop)
-    frontend: str = "logmel"  # logmel (normalized, any length) | whisper (Whisper's, 30 s windows)
-    max_seconds: float = 20.0  # training length; longer inputs are split at silences
-    min_seconds: float = 0.1  # shorter audio is an error
-    speed_perturb: list = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]; [] = off
-    noise_prob: float = 0.0  # share of training clips with added white noise
-    noise_snr_db: list = field(default_factory=lambda: [10.0, 30.0])  # SNR drawn uniformly
-    telephone_prob: float = 0.0  # share of training clips band-limited by an 8 kHz round trip
+    sample_rate: int = bounded(16000, ge=8000, le=384_000)  # every input is resampled to this
+    n_mels: int = bounded(80, ge=1, le=512)  # log-mel bins (25 ms windows, 10 ms hop)
+    # logmel (normalized, any length) | whisper (Whisper's, 30 s windows)
+    frontend: str = bounded("logmel", choices=("logmel", "whisper"))
+    max_seconds: float = bounded(
+        20.0, gt=0, le=3600
+    )  # training length; longer inputs are split at silences
+    min_seconds: float = bounded(0.1, ge=0, le=3600)  # shorter audio is an error
+    speed_perturb: list = bounded([], items=Check(ge=0.5, le=2))  # e.g. [0.9, 1.0, 1.1]; [] = off
+    noise_prob: float = bounded(0.0, ge=0, le=1)  # share of training clips with added white noise
+    noise_snr_db: list = bounded(
+        [10.0, 30.0], length=2, items=Check(ge=-30, le=100)
+    )  # SNR drawn uniformly
+    telephone_prob: float = bounded(
+        0.0, ge=0, le=1
+    )  # share of training clips band-limited by an 8 kHz round trip
     cache_audio: bool = True  # keep decoded training audio in memory (int16)
+
+    def check_together(self, where: str = "audio") -> None:
+        if self.max_seconds <= self.min_seconds:
+            raise ConfigError(
+                f"{where}.max_seconds ({self.max_seconds}) must be larger than "
+                f"{where}.min_seconds ({self.min_seconds})"
+            )
+        lo, hi = self.noise_snr_db
+        if lo > hi:
+            raise ConfigError(f"{where}.noise_snr_db: [{lo}, {hi}] must be [low, high]")
 
 
 @dataclass
 class ImageConfig:
     """Image captioning: reading pictures and training augmentation (task: captioning)."""
 
-    size: int = 128  # every picture is letterboxed on white and resized to size x size
-    crop_scale: float = 0.6  # training: random resized crop of [crop_scale, 1] of the area; 1 = off
-    color_jitter: float = 0.2  # training: brightness/contrast/saturation factors in [1-x, 1+x]
+    size: int = bounded(
+        128, ge=16, le=2048
+    )  # every picture is letterboxed on white and resized to size x size
+    crop_scale: float = bounded(
+        0.6, gt=0, le=1
+    )  # training: random resized crop of [crop_scale, 1] of the area; 1 = off
+    color_jitter: float = bounded(
+        0.2, ge=0, lt=1
+    )  # training: brightness/contrast/saturation factors in [1-x, 1+x]
+
+
+@dataclass
+class ServeLimits:
+    """What one request to ``transduce serve`` may ask for; past a limit is a 413 naming it.
+
+    ``max_work`` bounds the cost of a request, not only its counts: the sum over its
+    inputs of (beam, or samples) x (maximum output length in tokens).
+    """
+
+    max_inputs: int = bounded(64, ge=1, le=100_000)  # inputs (texts or files) per request
+    max_input_chars: int = bounded(5000, ge=1, le=10_000_000)  # characters per text input
+    max_upload_bytes: int = bounded(20 * 2**20, ge=1, le=2**34)  # bytes per uploaded file
+    max_pixels: int = bounded(20_000_000, ge=1, le=2**32)  # width x height of one image
+    max_seconds: float = bounded(600.0, gt=0, le=86_400)  # duration of one audio file
+    max_work: int = bounded(1_000_000, ge=1, le=2**40)  # beam x max length, summed over inputs
+    timeout: float = bounded(60.0, gt=0, le=86_400)  # seconds one request may decode
+
+
+# Decoding from the command line: the same measure of cost as the server's
+# ServeLimits.max_work, per batch (batch size x beam x maximum output length).
+DEFAULT_MAX_WORK = 4_000_000
 
 
 @dataclass
 class Config:
     task: str = "translation"
-    name: str = "model"
+    name: str = bounded("model", pattern=NAME_PATTERN, what=NAME_WHAT)  # runs/<name>
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -200,7 +299,10 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if typ is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise ConfigError(f"{where}: {value} is too large for a number") from None
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if typ is int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -227,7 +329,15 @@ def build_dataclass(cls: type, values: dict, where: str = "config") -> Any:
                 f"(valid keys: {', '.join(sorted(names))})"
             )
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
-    return cls(**kwargs)
+    checks = {f.name: f.metadata.get("check") for f in dataclasses.fields(cls)}
+    for key, value in kwargs.items():
+        if not dataclasses.is_dataclass(value):
+            _apply_check(checks[key], value, f"{where}.{key}")
+    obj = cls(**kwargs)
+    together = getattr(obj, "check_together", None)
+    if together is not None:
+        together(where)
+    return obj
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

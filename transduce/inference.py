@@ -16,12 +16,92 @@ from typing import Any
 
 import torch
 
-from transduce.config import Config, DecodeConfig, TransduceError, config_from_dict
+from transduce.config import (
+    DEFAULT_MAX_WORK,
+    DEVICE_PATTERN,
+    DEVICE_WHAT,
+    Config,
+    ConfigError,
+    DecodeConfig,
+    LimitError,
+    TransduceError,
+    check_value,
+    config_from_dict,
+)
 from transduce.decoding import Hypothesis, beam_search, build_processors, greedy_search, sample
 from transduce.models.quantize import PRECISIONS, apply_precision
 from transduce.models.seq2seq import EncoderDecoder, build_model
 from transduce.tasks import Task, build_task
 from transduce.training.checkpoint import load_model_weights, save_model_weights
+
+
+class DecodeStopped(TransduceError):
+    """A decode stopped before its end: past its deadline, or the program is shutting down."""
+
+
+class _Stoppable:
+    """The model as the searches see it, asking ``should_stop()`` before each decoder step.
+
+    Every search (greedy, beam, sampling, CTC/joint) calls ``model.decode`` once per
+    output step, so this bounds how long a stop request waits, without the searches
+    knowing about deadlines. ``should_stop`` raises (e.g. :class:`DecodeStopped`) to stop.
+    """
+
+    def __init__(self, model: EncoderDecoder, should_stop: Callable[[], None]) -> None:
+        self._model = model
+        self._should_stop = should_stop
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def encode(self, *args: Any, **kwargs: Any) -> Any:
+        self._should_stop()
+        return self._model.encode(*args, **kwargs)
+
+    def decode(self, *args: Any, **kwargs: Any) -> Any:
+        self._should_stop()
+        return self._model.decode(*args, **kwargs)
+
+
+def resolve_device(name: str, where: str = "--device") -> torch.device:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps`` -> a device that exists here."""
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(DEVICE_PATTERN, name):
+        raise ConfigError(f"{where}: {name!r} is not a device; expected {DEVICE_WHAT}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"{where}: '{name}' asked for, but this machine has no CUDA device "
+                "(or this PyTorch build has no CUDA); use cpu"
+            )
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"{where}: '{name}' asked for, but there are {torch.cuda.device_count()} "
+                "CUDA device(s)"
+            )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{where}: 'mps' asked for, but no MPS device is available; use cpu")
+    return torch.device(name)
+
+
+def decode_work(src_lens: Iterable[int], dcfg: DecodeConfig) -> int:
+    """What decoding costs: (beam, or samples) x maximum output length, summed over inputs.
+
+    The maximum length is ``a * source length + b`` (at least ``min_len``); it is the
+    unit :class:`~transduce.config.ServeLimits` and ``--max-work`` bound.
+    """
+    width = max(dcfg.nbest, 1) if dcfg.sampling else max(dcfg.beam, 1)
+    if dcfg.mode == "ctc_greedy":
+        width = 1
+    total = 0
+    for n in src_lens:
+        length = max(int(dcfg.max_len_a * n + dcfg.max_len_b), dcfg.min_len, 1)
+        total += width * length
+    return total
 
 
 def search(
@@ -145,8 +225,15 @@ def read_model_config(directory: Path) -> Config:
     return config_from_dict(raw, where=str(path))
 
 
+class DecodeBudgetError(LimitError):
+    """Decoding would cost more than the budget allows (see :func:`decode_work`)."""
+
+
 class Predictor:
     """A loaded model plus its task: ``predict(inputs) -> outputs``."""
+
+    # per batch: batch size x beam x maximum output length (see decode_work)
+    max_work: int = DEFAULT_MAX_WORK
 
     def __init__(
         self,
@@ -162,17 +249,18 @@ class Predictor:
             raise TransduceError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
             )
-        if precision != "fp32" and torch.device(device).type != "cpu":
+        self.device = resolve_device(str(device))
+        if precision != "fp32" and self.device.type != "cpu":
             raise TransduceError(f"precision {precision} runs on the CPU only, not {device}")
-        self.model = apply_precision(model.to(device).eval(), precision)
+        self.model = apply_precision(model.to(self.device).eval(), precision)
         self.task = task
         self.cfg = cfg
-        self.device = torch.device(device)
         self.precision = precision
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu", precision: str = "fp32") -> Predictor:
         directory = Path(directory)
+        resolve_device(str(device))  # before the work of loading
         cfg = read_model_config(directory)
         task = build_task(cfg)
         task.load(directory)
@@ -187,21 +275,57 @@ class Predictor:
         unknown = set(given) - names
         if unknown:
             raise TransduceError(f"unknown decoding option(s): {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self.cfg.decode, **given)
+        for key, value in given.items():  # the bounds declared on DecodeConfig
+            given[key] = check_value(DecodeConfig, key, value, key)
+        dcfg = dataclasses.replace(self.cfg.decode, **given)
+        dcfg.check_together(where="decode")
+        return dcfg
 
     def hypotheses(
-        self, inputs: list, dcfg: DecodeConfig, return_attention: bool = False
+        self,
+        inputs: list,
+        dcfg: DecodeConfig,
+        return_attention: bool = False,
+        should_stop: Callable[[], None] | None = None,
+        budget: int | None = None,
     ) -> list[list[Hypothesis]]:
-        """Decode ``inputs`` in length-sorted batches; results keep the input order."""
-        order = sorted(range(len(inputs)), key=lambda i: self.task.input_lengths([inputs[i]])[0])
+        """Decode ``inputs`` in length-sorted batches; results keep the input order.
+
+        Each batch's cost (:func:`decode_work`) must stay within ``self.max_work``, all
+        of them together within ``budget`` (when given); ``should_stop()`` is called
+        before every decoder step and may raise to stop.
+        """
+        lengths = self.task.input_lengths(inputs)
+        order = sorted(range(len(inputs)), key=lambda i: lengths[i])
         results: list[list[Hypothesis]] = [[] for _ in inputs]
         generator = torch.Generator().manual_seed(self.cfg.train.seed) if dcfg.sampling else None
+        model = self.model if should_stop is None else _Stoppable(self.model, should_stop)
+        # encode every batch first, so that the cost is known before any decoding starts
+        batches, total = [], 0
         for start in range(0, len(order), dcfg.batch_size):
             idx = order[start : start + dcfg.batch_size]
             src, src_mask = self.task.encode_inputs([inputs[i] for i in idx])
+            work = decode_work(src_mask.sum(dim=1).tolist(), dcfg)
+            if work > self.max_work:
+                raise DecodeBudgetError(
+                    f"one batch of {len(idx)} input(s) with beam {dcfg.beam} and max length "
+                    f"{dcfg.max_len_a} x source + {dcfg.max_len_b} (min {dcfg.min_len}) costs "
+                    f"{work:,} hypothesis-tokens, over the budget of {self.max_work:,} per "
+                    "batch (--max-work); lower --beam, --max-len or --batch-size"
+                )
+            total += work
+            batches.append((idx, src, src_mask))
+        if budget is not None and total > budget:
+            raise DecodeBudgetError(
+                f"decoding {len(inputs)} input(s) with beam {dcfg.beam} and max length "
+                f"{dcfg.max_len_a} x source + {dcfg.max_len_b} (min {dcfg.min_len}) costs "
+                f"{total:,} hypothesis-tokens, over the budget of {budget:,} per request "
+                "(--max-work); send fewer inputs, a smaller beam or a smaller max_len"
+            )
+        for idx, src, src_mask in batches:
             with torch.inference_mode():
                 hyps = search(
-                    self.model,
+                    model,
                     src.to(self.device),
                     src_mask.to(self.device),
                     dcfg,
@@ -213,11 +337,18 @@ class Predictor:
                 results[i] = h
         return results
 
-    def predict(self, inputs: list, **options: Any) -> list[str] | list[list[str]]:
+    def predict(
+        self,
+        inputs: list,
+        should_stop: Callable[[], None] | None = None,
+        budget: int | None = None,
+        **options: Any,
+    ) -> list[str] | list[list[str]]:
         """Decode a list of inputs. Options: beam, nbest, max_len_a, max_len_b, min_len,
         len_penalty, sampling, temperature, top_k, top_p, batch_size.
 
         Returns one string per input, or a list of ``nbest`` strings when nbest > 1.
+        ``should_stop`` and ``budget`` (see :meth:`hypotheses`) bound its time and cost.
         """
         dcfg = self.decode_config(**options)
         # Each input is decoded as the pieces task.split_input cuts it into (one piece,
@@ -228,7 +359,7 @@ class Predictor:
             for piece in self.task.split_input(item):
                 pieces.append(piece)
                 owner.append(i)
-        hyps = self.hypotheses(pieces, dcfg)
+        hyps = self.hypotheses(pieces, dcfg, should_stop=should_stop, budget=budget)
         ranks = max(dcfg.nbest, 1)
         texts: list[list[list[str]]] = [[[] for _ in range(ranks)] for _ in inputs]
         for i, piece, hs in zip(owner, pieces, hyps):

@@ -73,3 +73,22 @@ def trained_model(data_dir, tmp_path_factory) -> tuple[Path, dict]:
     cfg = tiny_config(data_dir, TINY_TRANSFORMER, max_steps=400, valid_every=200)
     summary = Trainer(cfg, run).fit()
     return run, summary
+
+
+@pytest.fixture(scope="session")
+def tiny_run(trained_model) -> Path:
+    """The session's trained run folder (checkpoints, best/, last/, logs), for tests that
+    check what commands do with a run folder; tests never modify it (copy it first)."""
+    return trained_model[0]
+
+
+@pytest.fixture(scope="session")
+def untrained_file_models(tmp_path_factory) -> dict[str, Path]:
+    """Model folders of untrained tiny captioning and speech models (inputs are files)."""
+    from tests.integration.test_serving import caption_raw, speech_raw, untrained_model_dir
+
+    root = tmp_path_factory.mktemp("file-models")
+    return {
+        "caption": untrained_model_dir(caption_raw(), root / "caption"),
+        "asr": untrained_model_dir(speech_raw(), root / "asr"),
+    }

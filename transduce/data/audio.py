@@ -15,9 +15,11 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from transduce.config import TransduceError
+from transduce.config import LimitError, TransduceError
 
 SILENT_PEAK = 1e-4  # peak amplitude below which a recording counts as silence
+MIN_SAMPLE_RATE = 1000  # Hz; below this a file is not a recording of speech
+MAX_SECONDS = 3600.0  # read_audio refuses longer files (from the header, before decoding)
 
 
 def resample(wave: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
@@ -33,34 +35,68 @@ def to_mono(data: np.ndarray) -> np.ndarray:
     return data.mean(axis=1) if data.ndim == 2 else data
 
 
-def audio_info(path: str | Path) -> float:
-    """Duration in seconds (from the header, without decoding); errors name the file."""
+def audio_header(path: str | Path) -> tuple[int, int]:
+    """``(frames, sample rate)`` from the header, without decoding; errors name the file."""
     try:
         info = sf.info(str(path))
     except FileNotFoundError:
         raise TransduceError(f"audio file {path} does not exist") from None
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise TransduceError(f"cannot read audio file {path}: {e}") from None
-    return info.frames / info.samplerate if info.samplerate else 0.0
+    return int(info.frames), int(info.samplerate)
+
+
+def audio_info(path: str | Path) -> float:
+    """Duration in seconds (from the header, without decoding); errors name the file."""
+    frames, rate = audio_header(path)
+    return frames / rate if rate else 0.0
+
+
+def check_audio_header(path: str | Path, max_seconds: float = MAX_SECONDS) -> float:
+    """Refuse, before decoding, a file longer than ``max_seconds`` or at a sample rate no
+    recording of speech has (both would decode to gigabytes); returns its duration."""
+    frames, rate = audio_header(path)
+    if rate < MIN_SAMPLE_RATE:
+        raise TransduceError(
+            f"audio file {path} has a sample rate of {rate} Hz; at least {MIN_SAMPLE_RATE} Hz "
+            "is expected (16000 is usual for speech)"
+        )
+    seconds = frames / rate
+    if seconds > max_seconds:
+        raise LimitError(
+            f"audio file {path} lasts {seconds:,.0f} s, more than the limit of "
+            f"{max_seconds:,.0f} s; cut it into shorter files"
+        )
+    return seconds
 
 
 def read_audio(
-    path: str | Path, sample_rate: int = 16000, min_seconds: float = 0.1, check: bool = True
+    path: str | Path,
+    sample_rate: int = 16000,
+    min_seconds: float = 0.1,
+    check: bool = True,
+    max_seconds: float = MAX_SECONDS,
 ) -> np.ndarray:
     """Read ``path`` as mono float32 at ``sample_rate``.
 
-    With ``check`` an empty, silent (peak below 1e-4) or too short (under
-    ``min_seconds``) recording is an error naming the file.
+    The header is checked first (:func:`check_audio_header`); samples that are NaN or
+    infinite are an error naming the file. With ``check`` an empty, silent (peak below
+    1e-4) or too short (under ``min_seconds``) recording is an error naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise TransduceError(f"audio file {path} does not exist")
+    check_audio_header(path, max_seconds)
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as e:
         raise TransduceError(
             f"cannot read audio file {path}: {e} (WAV, FLAC and OGG are supported)"
         ) from None
+    if not np.isfinite(data).all():
+        raise TransduceError(
+            f"audio file {path} holds samples that are NaN or infinite; re-export it as PCM"
+        )
     wave = resample(to_mono(data), rate, sample_rate)
     if check:
         check_audio(wave, sample_rate, path, min_seconds)

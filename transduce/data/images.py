@@ -22,9 +22,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from transduce.config import TransduceError
+from transduce.config import LimitError, TransduceError
 
 WHITE = (255, 255, 255)
+MAX_PIXELS = 50_000_000  # load_image refuses larger pictures (from the header, before decoding)
+
+
+def check_image_header(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """Refuse, before decoding, a picture of more than ``max_pixels``; returns (w, h).
+
+    Pillow reads only the header when it opens a file; decoding happens on ``load()``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                w, h = im.size
+    except UnidentifiedImageError:
+        raise TransduceError(
+            f"'{path}' is not an image Pillow can read (PNG, JPEG, GIF, BMP, WebP...)"
+        ) from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise TransduceError(f"image file '{path}' is corrupt or truncated: {e}") from None
+    if w * h > max_pixels:
+        raise LimitError(
+            f"image file '{path}' is {w} x {h} = {w * h:,} pixels, more than the limit of "
+            f"{max_pixels:,}; scale it down first"
+        )
+    return w, h
 
 
 def to_rgb(image) -> object:
@@ -69,6 +96,7 @@ def load_image(path: str | Path, size: int) -> Tensor:
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
         raise TransduceError(f"image file '{path}' {what}")
+    check_image_header(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. palette-with-transparency notices

@@ -109,6 +109,10 @@ class SentencePieceTokenizer(Tokenizer):
                 # identity: decode(encode(x)) == x; NFKC would turn "…" into "..." and
                 # make detokenized output differ from references.
                 normalization_rule_name="identity",
+                # characters never seen in training (emoji, CJK, NBSP) become UTF-8 byte
+                # pieces instead of <unk>, and runs of spaces are kept: decode(encode(x)) == x
+                byte_fallback=True,
+                remove_extra_whitespaces=False,
                 max_sentence_length=1 << 16,
                 shuffle_input_sentence=True,
                 num_threads=4,

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from transduce.config import TransduceError
+from transduce.paths import check_output, replace_folder
 
 TEXT_TASKS = ("translation", "summarization")
 SPECIAL_NAMES = ("<blank>", "<unk>", "<s>", "</s>")  # CTranslate2's names for ids 0..3
@@ -227,6 +228,11 @@ def vocabulary(tokenizer: Any) -> list[str]:
     return names
 
 
+def is_export_folder(path: Path) -> bool:
+    """A folder :func:`export_ctranslate2` wrote."""
+    return (path / "transduce" / "export.json").is_file()
+
+
 def export_ctranslate2(
     model_dir: str | Path,
     out_dir: str | Path,
@@ -250,8 +256,9 @@ def export_ctranslate2(
         raise TransduceError(
             f"unknown quantization {quantization!r}; choose one of: {', '.join(QUANTIZATIONS)}"
         )
+    check_output(out_dir, [model_dir])
     if out_dir.exists() and not force:
-        raise TransduceError(f"{out_dir} already exists; pass --force to replace it")
+        raise TransduceError(f"--out {out_dir} already exists; pass --force to replace it")
     _import_ctranslate2()
     predictor = Predictor.load(model_dir)
     task = predictor.task
@@ -259,21 +266,18 @@ def export_ctranslate2(
         spec = build_spec(predictor.model, cfg, vocabulary(task.src_tok), vocabulary(task.tgt_tok))
     spec.validate()
     spec.optimize(quantization=quantization)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    spec.save(str(tmp))
-    side = tmp / "transduce"
-    side.mkdir()
-    shutil.copy2(model_dir / "config.json", side / "config.json")
-    task.save(side)
-    (side / "export.json").write_text(
-        json.dumps({"format": "ctranslate2", "quantization": quantization}, indent=2) + "\n"
-    )
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+
+    def build(tmp: Path) -> None:
+        spec.save(str(tmp))
+        side = tmp / "transduce"
+        side.mkdir()
+        shutil.copy2(model_dir / "config.json", side / "config.json")
+        task.save(side)
+        (side / "export.json").write_text(
+            json.dumps({"format": "ctranslate2", "quantization": quantization}, indent=2) + "\n"
+        )
+
+    replace_folder(out_dir, build, force=force, is_own=is_export_folder, kind="CTranslate2 export")
     return out_dir
 
 

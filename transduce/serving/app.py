@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import math
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,15 +33,25 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.datastructures import UploadFile
 
 import transduce
 from transduce.alignments import alignments
-from transduce.config import TransduceError
-from transduce.inference import Predictor
+from transduce.config import (
+    ConfigError,
+    DecodeConfig,
+    LimitError,
+    ServeLimits,
+    TransduceError,
+    field_check,
+)
+from transduce.inference import DecodeBudgetError, DecodeStopped, Predictor
+from transduce.serving.server import bind_socket, run_server
 from transduce.tasks.base import Task
+
+__all__ = ["Limits", "bind_socket", "create_app", "load_predictors", "run_server"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 # What a task whose inputs are files reads; the page's file picker accepts these.
@@ -47,36 +59,41 @@ FILE_KINDS = {"captioning": "image", "speech": "audio"}
 _CHUNK = 1 << 20
 
 
-@dataclasses.dataclass
-class Limits:
-    """Request limits; exceeding one is a 413 whose message names the limit."""
+# Request limits; exceeding one is a 413 whose message names the limit. Declared with
+# their bounds in transduce.config (the CLI's `serve --max-...` options check the same).
+Limits = ServeLimits
 
-    max_inputs: int = 64  # inputs (texts or files) per request
-    max_input_chars: int = 5000  # characters per text input
-    max_upload_bytes: int = 20 * 1024 * 1024  # bytes per uploaded file
+
+def _option(name: str, description: str | None = None) -> Any:
+    """A request field with the bounds declared on ``DecodeConfig.<name>``."""
+    check = field_check(DecodeConfig, name)
+    bounds = {k: getattr(check, k) for k in ("ge", "gt", "le", "lt") if check is not None}
+    return Field(
+        None, description=description, **{k: v for k, v in bounds.items() if v is not None}
+    )
 
 
 class DecodeOptions(BaseModel):
     """Decoding options; a missing (null) option keeps the model's saved default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str | None = Field(None, description="model name from GET /models; default: first")
-    beam: int | None = Field(None, ge=1, le=64, description="beam size; 1 = greedy")
-    nbest: int | None = Field(None, ge=1, le=64, description="outputs per input (<= beam)")
-    max_len: int | None = Field(None, ge=1, le=1024, description="maximum output tokens")
-    min_len: int | None = Field(None, ge=0, le=1024)
-    len_penalty: float | None = Field(None, ge=0, le=10)
-    no_repeat_ngram: int | None = Field(None, ge=0, le=16)
-    repetition_penalty: float | None = Field(None, gt=0, le=10)
-    coverage_penalty: float | None = Field(None, ge=0, le=10)
+    beam: int | None = _option("beam", "beam size; 1 = greedy")
+    nbest: int | None = _option("nbest", "outputs per input (<= beam)")
+    max_len: int | None = Field(None, ge=1, le=100_000, description="maximum output tokens")
+    min_len: int | None = _option("min_len")
+    len_penalty: float | None = _option("len_penalty")
+    no_repeat_ngram: int | None = _option("no_repeat_ngram")
+    repetition_penalty: float | None = _option("repetition_penalty")
+    coverage_penalty: float | None = _option("coverage_penalty")
     sampling: bool | None = Field(None, description="sample instead of searching")
-    temperature: float | None = Field(None, gt=0, le=10)
-    top_k: int | None = Field(None, ge=0, le=100_000)
-    top_p: float | None = Field(None, gt=0, le=1)
-    batch_size: int | None = Field(None, ge=1, le=256)
+    temperature: float | None = _option("temperature")
+    top_k: int | None = _option("top_k")
+    top_p: float | None = _option("top_p")
+    batch_size: int | None = _option("batch_size")
     mode: Literal["attention", "ctc_greedy", "joint"] | None = Field(None, description="speech")
-    ctc_weight: float | None = Field(None, ge=0, le=1, description="speech, joint mode")
+    ctc_weight: float | None = _option("ctc_weight", "speech, joint mode")
     attention: bool = Field(
         False,
         description="also return, per input, the best output's tokens and each token's "
@@ -94,6 +111,19 @@ class DecodeOptions(BaseModel):
 
 class PredictRequest(DecodeOptions):
     inputs: list[str] = Field(min_length=1, description="one text per item")
+
+    @field_validator("inputs")
+    @classmethod
+    def _text(cls, inputs: list[str]) -> list[str]:
+        for i, text in enumerate(inputs):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    f"inputs[{i}] holds a lone surrogate (e.g. \\ud800), which is not text; "
+                    "send valid Unicode"
+                ) from None
+        return inputs
 
 
 class PredictResponse(BaseModel):
@@ -206,9 +236,12 @@ def create_app(
     infos = {name: model_info(name, p) for name, p in models.items()}
     page = (STATIC / "index.html").read_text(encoding="utf-8")
 
+    stopping = threading.Event()  # set on shutdown: running decodes stop at their next step
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        stopping.set()
         executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
@@ -221,6 +254,17 @@ def create_app(
     app.state.predictors = models
     app.state.limits = limits
     app.state.executor = executor
+    app.state.stopping = stopping
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the bad input, which may not be JSON-encodable
+        # (NaN, a lone surrogate) and then becomes a 500; name the field, not the value.
+        errors = [
+            {k: _plain(v) for k, v in err.items() if k not in ("input", "ctx", "url")}
+            for err in exc.errors()
+        ]
+        return JSONResponse(status_code=422, content={"detail": errors})
 
     def pick(name: str | None, kind: str) -> tuple[str, Predictor]:
         if name is None:
@@ -248,11 +292,11 @@ def create_app(
 
     def check_options(predictor: Predictor, options: dict) -> None:
         try:
-            dcfg = predictor.decode_config(**options)
+            dcfg = predictor.decode_config(**options)  # the bounds and rules of DecodeConfig
+        except ConfigError as e:
+            raise _invalid((e.key or "options").split(".")[-1], str(e)) from None
         except TransduceError as e:
             raise HTTPException(status_code=400, detail=str(e)) from None
-        if not dcfg.sampling and dcfg.beam > 1 and dcfg.nbest > dcfg.beam:
-            raise _invalid("nbest", f"nbest ({dcfg.nbest}) must not exceed beam ({dcfg.beam})")
         if dcfg.mode != "attention" and getattr(predictor.model.encoder, "ctc_head", None) is None:
             raise _invalid("mode", f"mode '{dcfg.mode}' needs a speech encoder with a CTC head")
 
@@ -266,18 +310,53 @@ def create_app(
     async def decode(
         predictor: Predictor, inputs: list, options: dict, attention: bool = False
     ) -> tuple[list, float, list | None]:
+        """Decode in the pool, within the request budget and deadline; errors -> HTTP.
+        With ``attention``, also the best output's alignment per input."""
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
-        aligned = None
-        if attention:
-            dcfg = predictor.decode_config(**options)
-            call = functools.partial(alignments, predictor, inputs, dcfg)
-            aligned = await loop.run_in_executor(executor, call)
-        if aligned is not None and predictor.decode_config(**options).nbest <= 1:
-            outputs = [a.text for a in aligned]  # one decoding gives both
-        else:
-            call = functools.partial(predictor.predict, inputs, **options)
-            outputs = await loop.run_in_executor(executor, call)
+        deadline = time.monotonic() + limits.timeout
+
+        def should_stop() -> None:
+            if stopping.is_set():
+                raise DecodeStopped("the server is shutting down")
+            if time.monotonic() > deadline:
+                raise DecodeStopped(
+                    f"decoding took longer than the server's limit of {limits.timeout:g} s "
+                    "(--timeout); send fewer inputs or a smaller beam or max_len"
+                )
+
+        try:
+            aligned = None
+            if attention:
+                dcfg = predictor.decode_config(**options)
+                call = functools.partial(
+                    alignments,
+                    predictor,
+                    inputs,
+                    dcfg,
+                    should_stop=should_stop,
+                    budget=limits.max_work,
+                )
+                aligned = await loop.run_in_executor(executor, call)
+            if aligned is not None and predictor.decode_config(**options).nbest <= 1:
+                outputs = [a.text for a in aligned]  # one decoding gives both
+            else:
+                call = functools.partial(
+                    predictor.predict,
+                    inputs,
+                    should_stop=should_stop,
+                    budget=limits.max_work,
+                    **options,
+                )
+                outputs = await loop.run_in_executor(executor, call)
+        except DecodeBudgetError as e:
+            raise _too_large(str(e)) from None
+        except DecodeStopped as e:
+            raise HTTPException(status_code=503, detail=str(e)) from None
+        except RuntimeError:  # the pool refuses work once the server shuts down
+            if not stopping.is_set():
+                raise
+            raise HTTPException(status_code=503, detail="the server is shutting down") from None
         json = [a.to_json() for a in aligned] if aligned is not None else None
         return outputs, time.perf_counter() - start, json
 
@@ -375,6 +454,7 @@ def create_app(
             for i, upload in enumerate(uploads):
                 path = Path(tmp) / f"{i}{_suffix(names[i])}"
                 await _save_upload(upload, path, limits.max_upload_bytes, names[i])
+                _check_header(infos[name]["input"], path, names[i], limits)
                 paths.append(str(path))
             try:
                 outputs, seconds, attention = await decode(
@@ -413,3 +493,35 @@ async def _save_upload(upload: UploadFile, path: Path, max_bytes: int, name: str
                     "(start the server with a larger --max-upload-mb)"
                 )
             f.write(chunk)
+
+
+def _check_header(kind: str, path: Path, name: str, limits: Limits) -> None:
+    """Refuse an upload whose decoded size would pass the limits, from its header alone."""
+    try:
+        if kind == "image":
+            from transduce.data.images import check_image_header
+
+            check_image_header(path, limits.max_pixels)
+        elif kind == "audio":
+            from transduce.data.audio import check_audio_header
+
+            check_audio_header(path, limits.max_seconds)
+    except LimitError as e:
+        flag = "--max-pixels" if kind == "image" else "--max-seconds"
+        message = str(e).replace(str(path), name) + f" (the server's {flag})"
+        raise HTTPException(status_code=413, detail=message) from None
+    except TransduceError as e:
+        raise HTTPException(status_code=400, detail=str(e).replace(str(path), name)) from None
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-encodable copy of a validation error's field (finite numbers, valid text)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value

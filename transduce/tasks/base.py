@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from transduce.config import Config, ConfigError
+from transduce.config import Config, ConfigError, TransduceError
 from transduce.data.batching import pad_batch
 from transduce.data.tokenizers import BOS_ID, EOS_ID
 
@@ -204,3 +204,15 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def score(self, hyps: list[str], refs: list[str]) -> dict:
         raise NotImplementedError
+
+
+def read_split_nonempty(task: Task, split: str) -> list:
+    """``task.read_split(split)``, refusing a split that holds no example (naming its file)."""
+    items = task.read_split(split)
+    if not items:
+        source = getattr(task.cfg.data, split, None)
+        raise TransduceError(
+            f"data.{split}: {source} holds no examples; fill it, or point data.{split} at "
+            "another file"
+        )
+    return items

@@ -70,8 +70,12 @@ def read_manifest(path: str | Path) -> list[tuple[str, float, str]]:
             row = json.loads(line)
             audio, text = row["audio"], row["text"]
             duration = float(row.get("duration", 0.0))
+            if not 0.0 <= duration < float("inf"):
+                raise ValueError(f"'duration' must be a finite number >= 0, got {duration}")
             if not isinstance(audio, str) or not isinstance(text, str):
                 raise TypeError("'audio' and 'text' must be strings")
+            if not text.strip() or not audio.strip():
+                raise ValueError("'audio' and 'text' must not be empty")
         except (ValueError, KeyError, TypeError) as e:
             raise TransduceError(
                 f"{path}:{lineno}: expected a JSON object with 'audio', 'duration', 'text' ({e})"

@@ -457,5 +457,19 @@ def load_model_weights(model: nn.Module, path: str | Path) -> nn.Module:
             + "; ".join(problems)
             + ". Was the config changed after these weights were saved?"
         )
+    bad = []
+    for k, t in weights.items():
+        want = expected.get(k)
+        if want is None:
+            continue
+        if want.is_floating_point() and not t.is_floating_point():
+            bad.append(f"{k} has dtype {str(t.dtype).replace('torch.', '')}, not a float type")
+        elif t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad.append(f"{k} holds NaN or infinite values")
+    if bad:
+        raise CheckpointError(
+            f"model weights {file} are damaged: {_names(bad, 5)}; retrain, or use another "
+            "model folder (e.g. the run's last/ or a kept checkpoint via transduce average)"
+        )
     model.load_state_dict(weights, strict=False)
     return model

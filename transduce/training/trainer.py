@@ -31,12 +31,14 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from transduce import inference
 from transduce.config import Config, ConfigError, TransduceError
 from transduce.data.batching import token_batches
-from transduce.data.binarized import example_lengths
+from transduce.data.binarized import BinarizedExamples, example_lengths
 from transduce.inference import read_model_config, save_model_dir, search
-from transduce.models.seq2seq import EncoderDecoder, build_model
+from transduce.models.seq2seq import EncoderDecoder, build_model, check_model_size
 from transduce.tasks import Example, Task, build_task
+from transduce.tasks.base import read_split_nonempty
 from transduce.tasks.binarize import binarize, open_binarized
 from transduce.training import distributed
 from transduce.training.checkpoint import (
@@ -51,6 +53,7 @@ from transduce.training.distributed import World
 from transduce.training.finetune import freeze, init_from_dir, merge_init_config
 from transduce.training.loss import build_aux_losses, label_smoothed_nll, register_aux_loss
 from transduce.training.optim import build_optimizer, build_scheduler
+from transduce.training.run_dir import check_resume_config, check_run_dir
 
 log = logging.getLogger("transduce.train")
 MAX_SKIPS_IN_A_ROW = 20  # past this a run has diverged (fp32/bf16; fp16 lowers its scale)
@@ -88,11 +91,7 @@ def coverage_loss(model, batch, enc_out, attn) -> torch.Tensor:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: '{name}' asked for, but no CUDA device is available")
-    return torch.device(name)
+    return inference.resolve_device(name, where="train.device")
 
 
 def autocast_context(precision: str, device: torch.device):
@@ -152,6 +151,8 @@ class Trainer:
 
     # set-up --------------------------------------------------------------------
     def _prepare(self) -> None:
+        """Check everything, then write: a failed start or resume leaves the run folder as
+        it was (config.yaml, checkpoints, model folders)."""
         cfg, run = self.cfg, self.run_dir
         last = run / "last.pt"
         if last.exists() and not self.resume:
@@ -161,7 +162,34 @@ class Trainer:
             )
         if self.resume and not last.exists():
             raise TransduceError(f"cannot resume: {last} does not exist")
+        check_run_dir(run, cfg)
         main = self.world.is_main
+        state = None
+        if self.resume:
+            check_resume_config(run, cfg)
+            state = load_checkpoint(last)
+            saved_world = int(state.get("world_size", 1))
+            if saved_world != self.world.size:
+                raise TransduceError(
+                    f"{last} was written by {saved_world} training process(es), this run has "
+                    f"{self.world.size}; resume with --nproc {saved_world} so the data order "
+                    "and random states continue exactly"
+                )
+        torch.manual_seed(cfg.train.seed)
+        binarized = Path(cfg.data.binarized) if cfg.data.binarized else None
+        if binarized is not None:
+            # token ids stay on disk (memory maps); made here on the first use
+            if main and not binarized.exists():
+                binarize(cfg, binarized)
+            distributed.barrier()
+            train_items = open_binarized(cfg, binarized)
+        else:
+            train_items = read_split_nonempty(self.task, "train")
+        valid_items = read_split_nonempty(self.task, "valid")
+        if self.resume:  # everything is read and checked before anything is written
+            self.task.load(run / "vocab")
+            self._make_examples(train_items, valid_items)
+            self._build(state, last)
         distributed.barrier()  # every rank has checked the run folder before rank 0 writes it
         if main:
             run.mkdir(parents=True, exist_ok=True)
@@ -171,68 +199,20 @@ class Trainer:
             log.addHandler(handler)
             log.setLevel(logging.INFO)
             log.propagate = False  # the progress bar speaks to the terminal; the log to the file
-
-        torch.manual_seed(cfg.train.seed)
-        binarized = Path(cfg.data.binarized) if cfg.data.binarized else None
-        if binarized is not None:
-            # token ids stay on disk (memory maps); the vocabulary is the folder's
-            if main and not binarized.exists():
-                binarize(cfg, binarized)
-            distributed.barrier()
-            train = open_binarized(cfg, binarized)
-            self.task.load(run / "vocab" if self.resume else binarized / "vocab")
-            if main and not self.resume:
-                self.task.save(run / "vocab")
-        else:
-            train_items = self.task.read_split("train")
-            if self.resume:
-                self.task.load(run / "vocab")
-            elif main:
-                if self.init_dir is not None:
+        if not self.resume:
+            if main:
+                if binarized is not None:
+                    self.task.load(binarized / "vocab")  # the folder's vocabulary
+                elif self.init_dir is not None:
                     self.task.load(self.init_dir)  # the pretrained model's tokenizers
                 else:
                     self.task.fit(train_items)
                 self.task.save(run / "vocab")
             distributed.barrier()
-            if not self.resume and not main:
+            if not main:
                 self.task.load(run / "vocab")  # rank 0's vocabulary, not a second fit
-            train = self.task.examples(train_items, train=True)
-            del train_items
-        self.train_examples: Sequence[Example] = train
-        self.valid_examples: list[Example] = self.task.examples(self.task.read_split("valid"))
-        self.model: EncoderDecoder = build_model(
-            cfg.model, self.task.src_vocab_size, self.task.tgt_vocab_size
-        )
-        if self.init_dir is not None and not self.resume:
-            load_model_weights(self.model, self.init_dir / "model.safetensors")
-        self.model = self.model.to(self.device)
-        if cfg.train.freeze:
-            frozen = freeze(self.model, cfg.train.freeze)
-            log.info("froze %.2fM parameters (%s)", frozen / 1e6, ", ".join(cfg.train.freeze))
-        self.optimizer = build_optimizer(self.model, cfg.train)
-        # fp16 gradients underflow without loss scaling; the scaler is a no-op otherwise
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
-        self.scheduler = build_scheduler(
-            self.optimizer, cfg.train, cfg.train.max_steps or None, model_width(cfg)
-        )
-        self.checkpoints = CheckpointManager(run, cfg.train.keep_best, self.higher_is_better)
-        self.progress = Progress()
-        if self.resume:
-            state = load_checkpoint(last)
-            saved_world = int(state.get("world_size", 1))
-            if saved_world != self.world.size:
-                raise TransduceError(
-                    f"{last} was written by {saved_world} training process(es), this run has "
-                    f"{self.world.size}; resume with --nproc {saved_world} so the data order "
-                    "and random states continue exactly"
-                )
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            if "scaler" in state:
-                self.scaler.load_state_dict(state["scaler"])
-            self.progress = Progress(**state["progress"])
-            restore_rng_state(state.get("rng_ranks", [state["rng"]])[self.world.rank])
+            self._make_examples(train_items, valid_items)
+            self._build(None, last)
             log.info("resumed at step %d (epoch %d, batch %d)", *self._position())
         elif self.world.rank > 0:
             # a different dropout stream per rank; rank 0 keeps the single-process one
@@ -255,6 +235,59 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(run / "tb"), purge_step=self.progress.step or None)
+
+    def _make_examples(self, train_items, valid_items: list) -> None:
+        """``train_items``: the split's items, or a binarized corpus (examples already)."""
+        if isinstance(train_items, BinarizedExamples):
+            self.train_examples: Sequence[Example] = train_items
+        else:
+            self.train_examples = self.task.examples(train_items, train=True)
+        self.valid_examples: list[Example] = self.task.examples(valid_items)
+        for split, examples in (("train", self.train_examples), ("valid", self.valid_examples)):
+            if not examples:
+                raise TransduceError(
+                    f"data.{split}: no usable example in {getattr(self.cfg.data, split)} (every "
+                    "item was skipped, e.g. longer than audio.max_seconds); check the data"
+                )
+
+    def _build(self, state: dict | None, last: Path) -> None:
+        """Model, optimizer, schedule and progress: fresh, or from checkpoint ``state``."""
+        cfg = self.cfg
+        src_v, tgt_v = self.task.src_vocab_size, self.task.tgt_vocab_size
+        check_model_size(cfg.model, src_v, tgt_v, copies=4)  # weights, gradients, Adam
+        self.model: EncoderDecoder = build_model(cfg.model, src_v, tgt_v)
+        if self.init_dir is not None and state is None:
+            load_model_weights(self.model, self.init_dir / "model.safetensors")
+        self.model = self.model.to(self.device)
+        if cfg.train.freeze:
+            frozen = freeze(self.model, cfg.train.freeze)
+            log.info("froze %.2fM parameters (%s)", frozen / 1e6, ", ".join(cfg.train.freeze))
+        self.optimizer = build_optimizer(self.model, cfg.train)
+        # fp16 gradients underflow without loss scaling; the scaler is a no-op otherwise
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
+        self.scheduler = build_scheduler(
+            self.optimizer, cfg.train, cfg.train.max_steps or None, model_width(cfg)
+        )
+        self.checkpoints = CheckpointManager(
+            self.run_dir, cfg.train.keep_best, self.higher_is_better
+        )
+        self.progress = Progress()
+        if state is None:
+            return
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if "scaler" in state:
+                self.scaler.load_state_dict(state["scaler"])
+            self.progress = Progress(**state["progress"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise TransduceError(
+                f"cannot resume from {last}: it does not fit the model and optimizer built "
+                f"from the config ({reason[:300]}); resume with the run's own config.yaml"
+            ) from None
+        restore_rng_state(state.get("rng_ranks", [state["rng"]])[self.world.rank])
 
     def _position(self) -> tuple[int, int, int]:
         p = self.progress
@@ -338,6 +371,8 @@ class Trainer:
             groups = self._update_groups(self._epoch_batches(p.epoch))
             for k in range(p.batch // per_update, len(groups)):
                 loss, n_tokens = self._update(groups[k])
+                # a non-finite loss has non-finite gradients: _step skipped the update,
+                # and stops the run once MAX_SKIPS_IN_A_ROW updates in a row were skipped
                 p.step += 1
                 p.batch = (k + 1) * per_update
                 p.seconds = time.monotonic() - started

@@ -1,0 +1,498 @@
+"""Bad input, generated: every command answers with exit status 2 and one ``error:`` line
+naming the key, option or file, never a traceback, and leaves a run folder as it was.
+
+The values come from the bounds declared on the config dataclasses (one source for the
+YAML loader, the CLI and the server) and from hand-picked cases of each class of issue
+12: values out of range, work bounded by cost, numbers that are not numbers, empty data,
+commands that would damage what exists, resume with a changed config, unseen text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import shutil
+import struct
+import typing
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file, save_file
+
+from transduce.cli import main
+from transduce.config import (
+    AudioConfig,
+    Check,
+    Config,
+    DataConfig,
+    DecodeConfig,
+    ImageConfig,
+    TokenizerConfig,
+    TrainConfig,
+)
+from transduce.data.tokenizers import SentencePieceTokenizer
+
+SETTINGS = settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+SECTIONS = {
+    "train": TrainConfig,
+    "decode": DecodeConfig,
+    "data": DataConfig,
+    "tokenizer": TokenizerConfig,
+    "audio": AudioConfig,
+    "image": ImageConfig,
+}
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (relative path -> sha256) and every folder ('dir')."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        rel = str(p.relative_to(folder))
+        out[rel] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+    return out
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """Run the CLI in this process; returns (exit status, stderr)."""
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def assert_refused(argv: list[str], capsys, names: str | list[str], run: Path | None = None):
+    """Exit 2, exactly one ``error:`` line that names ``names``, no traceback; ``run``
+    (when given) byte-identical afterwards."""
+    before = snapshot(run) if run is not None else None
+    code, err = run_cli(argv, capsys)
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert code == 2, (argv, err)
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    for name in [names] if isinstance(names, str) else names:
+        assert name in lines[0], (name, lines[0])
+    if run is not None:
+        assert snapshot(run) == before, f"{run} changed by {argv}"
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def run(tiny_run) -> Path:
+    return tiny_run
+
+
+@pytest.fixture
+def run_copy(run, tmp_path) -> Path:
+    """A copy of the run that a test may resume."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    return copy
+
+
+def config_file(run: Path, tmp_path: Path) -> Path:
+    """The run's own config as a YAML file to give ``train``."""
+    path = tmp_path / "cfg.yaml"
+    shutil.copy(run / "config.yaml", path)
+    return path
+
+
+# ------------------------------------------------------------------ class 1: values in range
+
+
+def _violations(check: Check, typ: type) -> st.SearchStrategy[str]:
+    """Override texts that break ``check`` (as YAML reads them)."""
+    special = st.sampled_from([".nan", ".inf", "-.inf", "[1, 2]", "{a: 1}"])
+    if check.choices is not None:
+        words = st.from_regex(r"[a-z][a-z0-9]{0,7}", fullmatch=True).filter(
+            lambda w: (
+                w not in check.choices
+                and w not in ("yes", "no", "on", "off", "null", "y", "n", "true", "false")
+            )  # fmt: skip
+        )
+        return st.one_of(words, st.sampled_from(["1", "''"]))
+    if check.pattern is not None and check.what and "name" in check.what:
+        return st.sampled_from(["../../x", "/abs/path", "a/b", "..", "''", "~/x", "x\\y"])
+    if check.pattern is not None:
+        return st.sampled_from(["tpu", "gpu", "cuda:x", "cuda:-1", "''", "CPU"])
+    if check.length is not None or check.items is not None:
+        return st.sampled_from(["[a, b]", "[.nan, 1]", "[1, 2, 3, 4, 5]", "[-1e9, 1e9]", "7"])
+    options = [special]
+    low = check.ge if check.ge is not None else check.gt
+    high = check.le if check.le is not None else check.lt
+    if typ is int:
+        if low is not None:
+            options.append(st.integers(max_value=int(low) - (check.ge is not None)).map(str))
+        if high is not None:
+            options.append(st.integers(min_value=int(high) + (check.le is not None)).map(str))
+        options.append(st.sampled_from([str(2**70), "-" + str(2**70), "1.5", "abc"]))
+    else:
+        if low is not None:
+            options.append(
+                st.floats(max_value=low, exclude_max=check.ge is not None, allow_nan=False)
+                .filter(lambda x: x == x and abs(x) < 1e300)
+                .map(repr)
+            )
+        if high is not None:
+            options.append(
+                st.floats(min_value=high, exclude_min=check.le is not None, allow_nan=False)
+                .filter(lambda x: abs(x) < 1e300)
+                .map(repr)
+            )
+    return st.one_of(*options)
+
+
+def _bad_overrides() -> st.SearchStrategy[tuple[str, str]]:
+    pairs = []
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            check = f.metadata.get("check")
+            if check is not None:
+                key = f"{section}.{f.name}"
+                pairs.append(st.tuples(st.just(key), _violations(check, hints[f.name])))
+    name = dataclasses.fields(Config)[1]
+    pairs.append(st.tuples(st.just("name"), _violations(name.metadata["check"], str)))
+    return st.one_of(*pairs)
+
+
+@SETTINGS
+@given(bad=_bad_overrides())
+def test_generated_out_of_range_config_values_are_refused(run, tmp_path, capsys, bad):
+    key, text = bad
+    cfg = config_file(run, tmp_path)
+    argv = ["train", cfg, f"{key}={text}", "--run-dir", run, "--resume"]
+    assert_refused(argv, capsys, key.split(".")[-1], run=run)
+
+
+ISSUE_CASES = [
+    "train.lr=-1",
+    "train.lr=.nan",
+    "train.lr=.inf",
+    "train.accumulate=0",
+    "train.valid_every=0",
+    "train.label_smoothing=1.5",
+    "train.threads=-1",
+    "train.device=tpu",
+    "train.betas=[a, b]",
+    f"train.seed={2**70}",
+    "train.clip_norm=-1",
+    "train.max_minutes=-1",
+    "image.size=0",
+    "audio.speed_perturb=[0]",
+    "audio.noise_snr_db=[a, b]",
+    "data.max_src_len=0",
+    "decode.beam=0",
+    "decode.nbest=9",
+    "tokenizer.character_coverage=2",
+    "name=../../x",
+    "name=/tmp/elsewhere",
+]
+
+
+@pytest.mark.parametrize("override", ISSUE_CASES)
+def test_issue_config_cases(run, tmp_path, capsys, override):
+    key = override.split("=")[0].split(".")[-1]
+    argv = ["train", config_file(run, tmp_path), override, "--run-dir", run, "--resume"]
+    assert_refused(argv, capsys, key, run=run)
+
+
+def test_model_too_large_for_memory_is_refused_naming_the_keys(run, tmp_path, capsys):
+    argv = ["train", config_file(run, tmp_path), "model.decoder.d_model=4000000"]
+    argv += ["model.decoder.heads=1", "model.encoder.d_model=4000000", "model.encoder.heads=1"]
+    argv += ["--run-dir", tmp_path / "huge"]
+    assert_refused(argv, capsys, ["d_model", "vocab_size"])
+
+
+PREDICT_OPTIONS = {
+    "--beam": ["0", "-1", "nan", "1.5", "x", str(2**70)],
+    "--nbest": ["0", "-3"],
+    "--temperature": ["0", "-1", "nan", "inf"],
+    "--top-p": ["0", "2", "nan"],
+    "--top-k": ["-1"],
+    "--repetition-penalty": ["0", "-2"],
+    "--batch-size": ["0", "-5"],
+    "--max-len": ["0", "-1"],
+    "--min-len": ["-1"],
+    "--chunk": ["0", "-1"],
+    "--ctc-weight": ["2", "-0.5"],
+    "--len-penalty": ["nan", "-1"],
+    "--no-repeat-ngram": ["-1"],
+    "--coverage-penalty": ["-1", "inf"],
+    "--max-work": ["0", "-1"],
+}
+
+
+@SETTINGS
+@given(
+    option=st.sampled_from(sorted(PREDICT_OPTIONS)),
+    data=st.data(),
+)
+def test_generated_bad_predict_options(run, capsys, monkeypatch, option, data):
+    value = data.draw(
+        st.one_of(st.sampled_from(PREDICT_OPTIONS[option]), st.integers(max_value=-1).map(str))
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO("Ein Satz.\n"))
+    argv = ["predict", run / "best", f"{option}={value}"]
+    assert_refused(argv, capsys, option, run=run)
+
+
+def test_nbest_above_beam_is_refused_naming_both(run, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Ein Satz.\n"))
+    line = assert_refused(["predict", run / "best", "--nbest", "5", "--beam", "2"], capsys, "nbest")
+    assert "beam" in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "tpu"])
+def test_missing_device_is_refused(run, capsys, device):
+    assert_refused(["predict", run / "best", "--device", device], capsys, "--device", run=run)
+
+
+SERVE_OPTIONS = {
+    "--port": ["-1", "70000", "0", "x"],
+    "--workers": ["0", "-1"],
+    "--threads": ["-1", "0"],
+    "--max-inputs": ["0", "-3"],
+    "--max-upload-mb": ["-1", "0", "nan"],
+    "--max-pixels": ["0"],
+    "--max-seconds": ["0", "-1", "inf"],
+    "--timeout": ["0", "-1", "nan"],
+    "--max-work": ["0"],
+}
+
+
+@pytest.mark.parametrize(
+    "option,value", [(o, v) for o, values in SERVE_OPTIONS.items() for v in values]
+)
+def test_bad_serve_options(run, capsys, option, value):
+    assert_refused(["serve", run / "best", f"{option}={value}"], capsys, option, run=run)
+
+
+def test_serve_port_in_use_and_bad_host(run, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert_refused(["serve", run / "best", "--port", port], capsys, "--port", run=run)
+    for host in ["no-such-host.invalid", "300.1.1.1"]:
+        assert_refused(["serve", run / "best", "--host", host], capsys, "--host", run=run)
+
+
+def test_evaluate_limit_must_be_positive(run, capsys):
+    assert_refused(["evaluate", run / "best", "--limit", "-5"], capsys, "--limit", run=run)
+
+
+# ------------------------------------------------------------------ class 2: bounded work
+
+
+def test_decoding_work_is_bounded_before_decoding(run, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Ein Satz.\n" * 3))
+    argv = ["predict", run / "best", "--beam", "1000", "--nbest", "1", "--max-len", "100000"]
+    assert_refused(argv, capsys, "--max-work", run=run)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A tiny PNG that claims ``width x height``: Pillow reads the size from its header,
+    and decoding its pixels would need width x height x 3 bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * 64)  # the start of the first row, then nothing
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def file_models(untrained_file_models) -> dict[str, Path]:
+    return untrained_file_models
+
+
+def test_huge_image_refused_from_its_header(file_models, tmp_path, capsys):
+    big = tmp_path / "big.png"
+    big.write_bytes(png_header(12000, 12000))  # 144 megapixels in 33 bytes
+    assert_refused(["predict", file_models["caption"], big], capsys, [str(big), "pixels"])
+
+
+@pytest.mark.parametrize("case", ["two-hours", "one-hertz", "nan", "inf"])
+def test_bad_audio_refused_naming_the_file(file_models, tmp_path, capsys, case):
+    path = tmp_path / f"{case}.wav"
+    if case == "two-hours":
+        sf.write(path, np.zeros(1000 * 7200, dtype=np.int16), 1000)  # 2 h at 1 kHz, 14 MB
+    elif case == "one-hertz":
+        sf.write(path, (np.random.default_rng(0).random(8000) - 0.5).astype(np.float32), 1)
+    else:
+        wave = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
+        wave[100] = np.nan if case == "nan" else np.inf
+        sf.write(path, wave, 16000, subtype="FLOAT")
+    assert_refused(["predict", file_models["asr"], path], capsys, str(path))
+
+
+# ------------------------------------------------------------------ class 3: not numbers
+
+
+@pytest.mark.parametrize("damage", ["nan", "int"])
+def test_damaged_weights_refused_naming_the_tensor(run, tmp_path, capsys, damage):
+    model = tmp_path / "model"
+    shutil.copytree(run / "best", model)
+    weights = load_file(model / "model.safetensors")
+    name = sorted(weights)[0]
+    t = weights[name]
+    weights[name] = torch.full_like(t, float("nan")) if damage == "nan" else t.to(torch.int32)
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    assert_refused(["predict", model], capsys, name)
+
+
+def test_invalid_utf8_on_stdin_names_the_line(run, capsys, monkeypatch):
+    data = b"Ein Satz.\ncaf\xe9\n"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+    assert_refused(["predict", run / "best"], capsys, "<stdin>:2", run=run)
+
+
+# ------------------------------------------------------------------ class 4: empty data
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_empty_data_file_is_refused(run, tmp_path, capsys, split):
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    argv = ["train", config_file(run, tmp_path), f"data.{split}={empty}", "--run-dir"]
+    assert_refused([*argv, tmp_path / "new"], capsys, [f"data.{split}", str(empty)])
+
+
+def test_evaluate_on_empty_data_is_refused(run, tmp_path, capsys):
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    assert_refused(["evaluate", run / "best", "--data", empty], capsys, str(empty), run=run)
+
+
+def test_speech_manifest_with_empty_text_is_refused(tmp_path, capsys):
+    from tests.integration.test_serving import speech_raw
+
+    clip = tmp_path / "a.wav"
+    sf.write(clip, np.random.default_rng(0).uniform(-0.5, 0.5, 8000).astype(np.float32), 16000)
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text(json.dumps({"audio": "a.wav", "duration": 0.5, "text": ""}) + "\n")
+    raw = speech_raw()
+    raw["data"] = {"train": str(manifest), "valid": str(manifest), "test": str(manifest)}
+    raw["train"] = {"max_steps": 1, "early_stop_metric": "cer"}
+    cfg = tmp_path / "speech.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    assert_refused(["train", cfg, "--run-dir", tmp_path / "r"], capsys, f"{manifest}:1")
+
+
+def test_data_prepare_output_over_its_input_is_refused(tmp_path, capsys):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "keep.txt").write_text("a user's file")
+    for out in (lists, tmp_path):  # is, contains the input
+        argv = ["data", "prepare", "ddtp", "--lists-dir", lists, "--out", out]
+        assert_refused(argv, capsys, "--out", run=lists)
+    assert_refused(["data", "prepare", "ddtp", "--out", lists], capsys, "--out", run=lists)
+
+
+def test_data_prepare_that_would_be_empty_writes_nothing(tmp_path, capsys, monkeypatch):
+    """A source that finds nothing (e.g. apt lists without Translation files) is an error,
+    and the output folder is neither created nor half-written."""
+    import transduce.data.sources as sources
+
+    def find_nothing(name: str, out: Path, options: dict) -> dict:
+        (out / "train.tsv").write_text("")
+        return {"name": name, "counts": {"train": 0, "valid": 0, "test": 0}}
+
+    monkeypatch.setattr(sources, "_prepare", find_nothing)
+    out = tmp_path / "data" / "ddtp-de-en"
+    assert_refused(["data", "prepare", "ddtp", "--out", out], capsys, ["no examples", "ddtp"])
+    assert not out.exists() and list((tmp_path / "data").iterdir()) == []
+
+
+# ------------------------------------------------------------------ class 5: no damage
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "{run}/best", "--out", "{run}", "--force"],
+        ["export", "{run}/best", "--out", "{run}/best", "--force"],
+        ["export", "{run}/best", "--out", "{run}/tb", "--force"],
+        ["average", "{run}", "--out", "{run}/train.log"],
+        ["average", "{run}", "--out", "{run}"],
+        ["average", "{run}", "--out", "{run}/best"],
+    ],
+)
+def test_commands_never_write_over_their_run(run, capsys, argv):
+    argv = [a.format(run=run) for a in argv]
+    assert_refused(argv, capsys, "--out", run=run)
+
+
+def test_resume_with_a_changed_model_lists_the_keys_and_writes_nothing(run, tmp_path, capsys):
+    cfg = config_file(run, tmp_path)
+    argv = ["train", cfg, "model.decoder.ff_dim=96", "train.valid_every=7", "--run-dir", run]
+    keys = ["model.decoder.ff_dim", "train.valid_every"]
+    line = assert_refused([*argv, "--resume"], capsys, keys, run=run)
+    assert "max_steps" in line  # what a resume may change
+
+
+def test_resume_from_a_truncated_checkpoint_writes_nothing(run_copy, tmp_path, capsys):
+    last = run_copy / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    argv = ["train", config_file(run_copy, tmp_path), "--run-dir", run_copy, "--resume"]
+    assert_refused(argv, capsys, str(last), run=run_copy)
+
+
+def test_train_into_a_foreign_folder_is_refused(run, tmp_path, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("mine")
+    argv = ["train", config_file(run, tmp_path), "--run-dir", home]
+    assert_refused(argv, capsys, str(home), run=home)
+
+
+def test_resume_may_raise_max_steps(run_copy, tmp_path, capsys):
+    """The positive side of class 6: a limit may change on resume."""
+    steps = json.loads((run_copy / "summary.json").read_text())["steps"]
+    argv = ["train", config_file(run_copy, tmp_path), f"train.max_steps={steps + 2}"]
+    code, err = run_cli([*argv, "train.progress=false", "--run-dir", run_copy, "--resume"], capsys)
+    assert code == 0, err
+    assert json.loads((run_copy / "summary.json").read_text())["steps"] == steps + 2
+    assert yaml.safe_load((run_copy / "config.yaml").read_text())["train"]["max_steps"] == steps + 2
+
+
+# ------------------------------------------------------------------ class 7: unseen text
+
+
+def test_sentencepiece_round_trips_text_it_never_saw(data_dir):
+    texts = (data_dir / "train.tsv").read_text(encoding="utf-8").replace("\t", "\n").splitlines()
+    tok = SentencePieceTokenizer.train(texts[:2000], vocab_size=600)
+    cases = [
+        "Bibliothek 😀 für 漢字 und\u00a0NBSP",
+        "zwei  Leerzeichen   und\tTab",
+        "libgtk-3-dev 3.24.38+dfsg-1 python3-numpy_1.26.4",
+        "Ελληνικά, русский, עברית, 1234567890",
+    ]
+    for text in cases:
+        ids = tok.encode(text)
+        assert 1 not in ids, text  # no <unk>
+        assert tok.decode(ids) == text

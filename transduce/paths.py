@@ -1,0 +1,110 @@
+"""Output folders that never damage what exists: one rule for every command that writes.
+
+* An output that is, contains or lies inside one of the command's inputs is refused
+  (:func:`check_output`).
+* An existing output is replaced only with ``--force`` and only when the command
+  recognises it as its own kind of output (a model folder, a data set, an export);
+  anything else is refused, whatever the flags (:func:`replace_folder`).
+* The new output is written beside the old one and moved into place only once it is
+  complete, so a failure half-way leaves the old output (and everything else) as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from transduce.config import TransduceError
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def check_output(
+    out: str | Path,
+    inputs: Iterable[str | Path],
+    option: str = "--out",
+    inside_ok: bool = False,
+) -> Path:
+    """Refuse an output that is, contains or lies inside an input; returns ``out`` resolved.
+
+    ``inside_ok``: the inputs are folders the command only reads files from by name, so
+    a new folder inside one of them damages nothing (``data prepare --lists-dir``).
+    """
+    target = _resolved(out)
+    for item in inputs:
+        src = _resolved(item)
+        if target == src:
+            relation = "is"
+        elif target in src.parents:
+            relation = "contains"
+        elif src in target.parents and not inside_ok:
+            relation = "lies inside"
+        else:
+            continue
+        raise TransduceError(
+            f"{option} {out} {relation} the input {item}; writing there would damage the input. "
+            "Choose an output folder outside it"
+        )
+    return target
+
+
+def replace_folder(
+    out: str | Path,
+    build: Callable[[Path], None],
+    *,
+    force: bool,
+    is_own: Callable[[Path], bool],
+    kind: str,
+    option: str = "--out",
+) -> Path:
+    """Make folder ``out`` by ``build(tmp)`` into a sibling temporary folder, then rename.
+
+    An existing ``out`` is replaced only when ``force`` is set and ``is_own(out)`` says
+    it is a ``kind`` this command made; the old one is removed only after the new one is
+    in place. ``build`` failing leaves ``out`` untouched.
+    """
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise TransduceError(f"{option} {out} already exists; pass --force to replace it")
+        if out.is_symlink() or not out.is_dir() or not is_own(out):
+            raise TransduceError(
+                f"{option} {out} exists and is not a {kind}; refusing to replace it even with "
+                "--force. Choose another output path"
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        build(tmp)
+        install_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def install_folder(tmp: Path, out: Path) -> None:
+    """Move the complete folder ``tmp`` to ``out``; an old ``out`` goes only afterwards."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".old"))
+        os.rmdir(old)
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def is_model_folder(path: Path) -> bool:
+    """A folder ``transduce`` wrote as a model: ``config.json`` and ``model.safetensors``."""
+    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
