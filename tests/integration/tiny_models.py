@@ -32,7 +32,7 @@ def translation_raw() -> dict:
         "task": "translation",
         "name": "tiny-translate",
         "data": {s: f"sample:ddtp-de-en/{s}.tsv" for s in SPLITS},
-        "tokenizer": {"type": "sentencepiece", "vocab_size": 300, "shared": True},
+        "tokenizer": {"type": "sentencepiece", "vocab_size": 600, "shared": True},
         "model": {
             "encoder": {"type": "transformer", **TRANSFORMER},
             "decoder": {"type": "transformer", **TRANSFORMER},

@@ -213,6 +213,7 @@ class Trainer:
                 self.task.load(run / "vocab")  # rank 0's vocabulary, not a second fit
             self._make_examples(train_items, valid_items)
             self._build(None, last)
+        if self.resume:
             log.info("resumed at step %d (epoch %d, batch %d)", *self._position())
         elif self.world.rank > 0:
             # a different dropout stream per rank; rank 0 keeps the single-process one
