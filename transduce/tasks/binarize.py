@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from transduce.config import Config, ConfigError, TransduceError
 from transduce.data.binarized import BinarizedExamples, ShardWriter
+from transduce.paths import replace_folder
 from transduce.tasks.base import Task, build_task
 
 log = logging.getLogger(__name__)
@@ -81,25 +79,17 @@ def binarize(cfg: Config, out: str | Path, force: bool = False) -> dict:
             f"task '{cfg.task}' cannot be binarized (its sources are not token ids); "
             "binarize translation or summarization corpora"
         )
-    if out.exists():
-        if not force:
-            raise TransduceError(f"{out} already exists; pass --force to replace it")
-        if not _is_binarized(out):
-            raise TransduceError(
-                f"{out} is not a binarized corpus (no meta.json of one); --force replaces "
-                "only a folder `transduce data binarize` made: choose another --out"
-            )
     started = time.monotonic()
-    sample, n_items = _reservoir(
-        task.iter_split("train"), cfg.tokenizer.max_train_sentences, cfg.train.seed
-    )
-    if n_items == 0:
-        raise TransduceError(f"data.train ({cfg.data.train}) holds no examples")
-    task.fit(sample)
-    del sample
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    meta: dict = {}
+
+    def build(tmp: Path) -> None:
+        sample, n_items = _reservoir(
+            task.iter_split("train"), cfg.tokenizer.max_train_sentences, cfg.train.seed
+        )
+        if n_items == 0:
+            raise TransduceError(f"data.train ({cfg.data.train}) holds no examples")
+        task.fit(sample)
+        del sample
         task.save(tmp / "vocab")
         n_src = n_tgt = 0
         with ShardWriter(tmp, "train") as writer:
@@ -111,26 +101,21 @@ def binarize(cfg: Config, out: str | Path, force: bool = False) -> dict:
                     chunk = []
             n_src, n_tgt = _write(task, chunk, writer, n_src, n_tgt)
             count = writer.close()
-        meta = {
-            "format": FORMAT,
-            "version": VERSION,
-            "settings": fingerprint(cfg),
-            "splits": {"train": {"examples": count, "src_tokens": n_src, "tgt_tokens": n_tgt}},
-            "tokenizer_fitted_on": min(n_items, cfg.tokenizer.max_train_sentences),
-            "sample_seed": cfg.train.seed,
-            "seconds": round(time.monotonic() - started, 1),
-        }
+        meta.update(
+            format=FORMAT,
+            version=VERSION,
+            settings=fingerprint(cfg),
+            splits={"train": {"examples": count, "src_tokens": n_src, "tgt_tokens": n_tgt}},
+            tokenizer_fitted_on=min(n_items, cfg.tokenizer.max_train_sentences),
+            sample_seed=cfg.train.seed,
+            seconds=round(time.monotonic() - started, 1),
+        )
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if out.exists():  # --force on a binarized folder: swap only now that tmp is complete
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    # refuses an existing folder unless --force and it is a binarized corpus; swaps in
+    # the new folder only once it is complete
+    replace_folder(out, build, force=force, is_own=_is_binarized, kind="binarized corpus")
+    count = meta["splits"]["train"]["examples"]
     log.info("binarized %d examples into %s", count, out)
     return meta
 
