@@ -22,7 +22,7 @@ def test_init_from_loads_weights_and_freeze_keeps_them(trained_model, data_dir, 
     trainer = Trainer(cfg, tmp_path / "ft")
     trainer._prepare()
     loaded = trainer.model.state_dict()
-    assert all(torch.equal(loaded[k], start[k]) for k in start)  # starts from the folder
+    assert all(torch.equal(loaded[k].cpu(), start[k]) for k in start)  # starts from the folder
     assert trainer.task.tgt_vocab_size == Predictor.load(run / "best").task.tgt_vocab_size
 
     cfg2 = tiny_config(data_dir, {}, max_steps=6, valid_every=1000, warmup_steps=1)

@@ -32,7 +32,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_model
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from transduce.config import TransduceError
@@ -413,7 +413,14 @@ def save_model_weights(model: nn.Module, path: str | Path) -> Path:
     or a ``.safetensors`` file name. Tied weights are stored once.
     """
     file = _weights_file(path)
-    _atomic_write(file, lambda _f, tmp: save_model(model, tmp, metadata={"format": "pt"}))
+    state = model.state_dict()
+    alias = _alias_groups(state)
+    # Each stored tensor gets memory of its own: on CUDA, cuDNN keeps an RNN's weights
+    # as views into one flat buffer, which safetensors refuses to write as such.
+    tensors = {
+        k: t.detach().to("cpu", copy=True).contiguous() for k, t in state.items() if alias[k] == k
+    }
+    _atomic_write(file, lambda _f, tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     return file
 
 

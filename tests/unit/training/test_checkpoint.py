@@ -217,6 +217,26 @@ def test_safetensors_round_trip_with_tied_weights(tmp_path: Path) -> None:
     assert fresh.out.weight is fresh.embed.weight
 
 
+def test_safetensors_round_trip_with_weights_in_one_flat_buffer(tmp_path: Path) -> None:
+    """cuDNN keeps an RNN's weights as views into one flat buffer (found on a real GPU:
+    safetensors refused to save such a model); saving must copy them out."""
+    rnn = nn.LSTM(4, 3, num_layers=2)
+    params = list(rnn.parameters())
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    offset = 0
+    with torch.no_grad():
+        for p in params:  # make every weight a view of ``flat``, as flatten_parameters does
+            n = p.numel()
+            p.set_(flat.untyped_storage(), offset, p.shape, p.stride())
+            offset += n
+    assert params[0].untyped_storage().data_ptr() == params[-1].untyped_storage().data_ptr()
+    save_model_weights(rnn, tmp_path / "rnn")
+    fresh = nn.LSTM(4, 3, num_layers=2)
+    load_model_weights(fresh, tmp_path / "rnn")
+    for k, v in rnn.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+
+
 def test_safetensors_errors(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="do not exist"):
         load_model_weights(Tied(), tmp_path / "missing")
