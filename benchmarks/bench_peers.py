@@ -135,12 +135,19 @@ def main() -> None:
         help="another transduce checkout (e.g. `git worktree add /tmp/before main`): "
         "adds its fp32 figures as a 'transduce before' column",
     )
+    ap.add_argument(
+        "--systems",
+        nargs="+",
+        choices=SYSTEMS,
+        default=SYSTEMS,
+        help="a subset, e.g. `--systems 'transduce fp32'` with --before on a loaded machine",
+    )
     ap.add_argument("--out", default="benchmarks/peers.json")
     ap.add_argument("--md", default="benchmarks/peers.md")
     args = ap.parse_args()
 
-    systems = (["transduce before"] if args.before else []) + SYSTEMS
-    train_systems = (["transduce before"] if args.before else []) + ["transduce fp32", "HF"]
+    systems = (["transduce before"] if args.before else []) + args.systems
+    train_systems = [s for s in systems if s in ("transduce before", "transduce fp32", "HF")]
     records = []
 
     def case(workload: str, system: str, fn) -> None:
@@ -166,7 +173,14 @@ def main() -> None:
     table = {}
     for r in records:
         table.setdefault(r["workload"], {})[r["system"]] = r.get("tok_s")
-    ratio_names = ["fp32 / HF", "fp32 / CT2 fp32", "int8 / CT2 int8"]
+    pairs = {
+        "fp32 / HF": ("transduce fp32", "HF"),
+        "fp32 / CT2 fp32": ("transduce fp32", "CT2 fp32"),
+        "int8 / CT2 int8": ("transduce int8", "CT2 int8"),
+        "fp32 / before": ("transduce fp32", "transduce before"),
+    }
+    pairs = {n: (a, b) for n, (a, b) in pairs.items() if a in systems and b in systems}
+    ratio_names = list(pairs)
     lines = [
         "| workload | " + " | ".join(systems + ratio_names) + " |",
         "|---" * (len(systems) + len(ratio_names) + 1) + "|",
@@ -177,11 +191,7 @@ def main() -> None:
             return f"{row[a] / row[b]:.2f}" if row.get(a) and row.get(b) else ""
 
         cells = [fmt(row.get(s)) for s in systems]
-        ratios = [
-            ratio("transduce fp32", "HF"),
-            ratio("transduce fp32", "CT2 fp32"),
-            ratio("transduce int8", "CT2 int8"),
-        ]
+        ratios = [ratio(a, b) for a, b in pairs.values()]
         lines.append(f"| {workload} | " + " | ".join(cells + ratios) + " |")
     loads = [r["load_before"] for r in records] + [r["load_after"] for r in records]
     meta = dict(

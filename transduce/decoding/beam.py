@@ -139,7 +139,8 @@ def beam_search(
             if forced is not None:
                 log_probs = forced.apply(log_probs, step, min_len, eos_id)
             vocab_size = log_probs.size(-1)
-            candidates = (scores.view(-1, 1) + log_probs).view(num_active, k * vocab_size)
+            # In place: the log-probs are this step's own tensor (next_token_log_probs).
+            candidates = log_probs.add_(scores.view(-1, 1)).view(num_active, k * vocab_size)
             top_scores, top_ids = candidates.topk(2 * k, dim=1)  # (A, 2K), best first
             top_tokens = top_ids % vocab_size
             # Row of the flat (A*K) batch that each candidate extends.

@@ -375,7 +375,7 @@ class RecurrentDecoder(Decoder):
             out, hx = self.rnn(emb, hx)
             ctx, attn = self._attend(out, enc_out, state.keys_proj, groups)
             pre = self.pre_output(torch.tanh(self.combine(torch.cat([ctx, out], -1))))
-        logits = self.output_projection(self.dropout(pre))
+        logits = self.project_to_vocab(self.dropout(pre))
         if self.copy_gate is not None:
             p_gen = torch.sigmoid(self.copy_gate(torch.cat([ctx, out, emb], -1)))  # (B, T, 1)
             source_ids = source_ids_of(enc_out).repeat_interleave(groups, dim=0)

@@ -297,7 +297,7 @@ class TransformerDecoder(Decoder):
             self_v.append(v)
             attn = w if w is not None else attn
         x = self.final_norm(x)
-        logits = self.output_projection(x)
+        logits = self.project_to_vocab(x)
         if self.copy_gate is not None:
             p_gen = torch.sigmoid(self.copy_gate(torch.cat([x, emb], -1)))  # (B, T, 1)
             source_ids = source_ids_of(enc_out).repeat_interleave(groups, dim=0)

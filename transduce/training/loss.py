@@ -14,7 +14,9 @@ Positions whose target is ``pad_id`` count nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -43,18 +45,55 @@ def label_smoothed_nll(
         )
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
-    vocab = logits.size(-1)
     mask = target.ne(pad_id)  # (B, T)
-    lprobs = F.log_softmax(logits.float(), dim=-1)  # (B, T, V)
     safe_target = target.masked_fill(~mask, 0)  # pad_id may be outside [0, V)
-    nll = -lprobs.gather(-1, safe_target.unsqueeze(-1)).squeeze(-1)  # (B, T)
-    nll = nll.masked_fill(~mask, 0.0)
-    if smoothing > 0.0 and vocab > 1:
-        total = -lprobs.sum(dim=-1).masked_fill(~mask, 0.0)  # (B, T) sum over all V
-        loss = (1.0 - smoothing) * nll + smoothing / (vocab - 1) * (total - nll)
-    else:
-        loss = nll
-    return loss.sum(), nll.sum().detach(), mask.sum()
+    loss, nll = _SmoothedNLL.apply(logits.float(), safe_target, mask, smoothing)
+    return loss, nll, mask.sum()
+
+
+class _SmoothedNLL(torch.autograd.Function):
+    """The loss above with a hand-written backward that makes one ``(B, T, V)`` tensor.
+
+    Autograd through ``log_softmax -> gather -> sum`` keeps the log-softmax and
+    builds three more vocabulary-sized tensors in the backward (the gather's
+    zero-filled scatter, the sum's expansion, their sum) before the log-softmax's
+    own backward. The gradient is known in closed form: with ``p = softmax(z)``
+    and the smoothed target distribution ``q`` (``1 - eps`` on ``y``,
+    ``eps / (V - 1)`` elsewhere; it sums to one), ``d loss / d z = p - q`` per
+    real token, so the backward is ``exp(log_softmax)`` shifted and scaled in place,
+    plus one scatter on the targets.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, logits: Tensor, target: Tensor, mask: Tensor, smoothing: float
+    ) -> tuple[Tensor, Tensor]:
+        vocab = logits.size(-1)
+        lprobs = F.log_softmax(logits, dim=-1)  # (B, T, V) float32
+        nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, T)
+        nll = nll.masked_fill(~mask, 0.0)
+        off = smoothing / (vocab - 1) if vocab > 1 else 0.0  # q on every non-target token
+        if off > 0.0:
+            total = -lprobs.sum(dim=-1).masked_fill(~mask, 0.0)  # (B, T) sum over all V
+            loss = (1.0 - smoothing) * nll + off * (total - nll)
+        else:
+            loss = nll
+        ctx.save_for_backward(lprobs, target, mask)
+        ctx.off, ctx.on = off, (1.0 - smoothing) if off > 0.0 else 1.0
+        ctx.mark_non_differentiable(nll)
+        return loss.sum(), nll.sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor, _grad_nll: Tensor) -> tuple[Tensor | None, ...]:
+        lprobs, target, mask = ctx.saved_tensors
+        scale = (grad_loss * mask).to(lprobs.dtype).unsqueeze(-1)  # (B, T, 1), 0 on padding
+        grad = lprobs.exp()  # p, (B, T, V): the only new vocabulary-sized tensor
+        if ctx.off > 0.0:
+            grad.sub_(ctx.off)
+        grad.mul_(scale)  # (p - off) * g
+        # At the target q is `on`, not `off`: subtract the difference there.
+        grad.scatter_add_(-1, target.unsqueeze(-1), -(ctx.on - ctx.off) * scale)
+        return grad, None, None, None
 
 
 # Auxiliary loss terms -------------------------------------------------------------

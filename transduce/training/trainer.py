@@ -429,7 +429,7 @@ class Trainer:
         ]
         group_tokens = distributed.all_reduce_sum(sum(b.n_tokens for b in batches))
         self.optimizer.zero_grad(set_to_none=True)
-        nll_total = 0.0
+        nll_sum: torch.Tensor | float = 0.0  # stays on the device: read once per update
         for batch in batches:
             batch = batch.to(self.device)
             with autocast_context(self.cfg.train.precision, self.device):
@@ -445,10 +445,10 @@ class Trainer:
             for _, weight, term in self.aux_losses:
                 loss = loss + weight * term(self.model, batch, enc_out, attn)
             self.scaler.scale(loss / group_tokens).backward()
-            nll_total += float(nll)
+            nll_sum = nll_sum + nll
         comm_start = time.monotonic()
         distributed.all_reduce_gradients(self.model)
-        nll_total = distributed.all_reduce_sum(nll_total)
+        nll_total = distributed.all_reduce_sum(float(nll_sum))
         self.comm_seconds += time.monotonic() - comm_start
         self._step()
         return nll_total / max(group_tokens, 1), group_tokens

@@ -300,3 +300,24 @@ def test_attention_only_on_demand(dec: dict, enc: str) -> None:
     close(without, with_w)
     if isinstance(model.decoder, TransformerDecoder):
         assert attn is not None and no_attn is None
+
+
+@pytest.mark.parametrize("dec,enc", [CASES[0], CASES[-1]])
+def test_vocab_projection_follows_the_weight(dec: dict, enc: str) -> None:
+    """Decoding's cached transposed output weight equals ``output_projection`` and is
+    rebuilt when the weight is written in place (an optimizer step, load_state_dict)
+    or replaced."""
+    decoder = make_model(dec, enc).decoder
+    proj = decoder.output_projection
+    x = torch.randn(3, 2, proj.in_features)
+    with torch.inference_mode():
+        close(decoder.project_to_vocab(x), proj(x))
+        assert "_vocab_weight_t" in decoder.__dict__  # the fast path was taken
+    with torch.no_grad():
+        proj.weight.mul_(-2.0)  # in place, as an optimizer step
+        close(decoder.project_to_vocab(x), proj(x))
+    proj.weight = torch.nn.Parameter(torch.randn_like(proj.weight))
+    with torch.inference_mode():
+        close(decoder.project_to_vocab(x), proj(x))
+    y = decoder.project_to_vocab(x)  # with autograd: the module itself, gradients flow
+    assert y.requires_grad and "_vocab_weight_t" not in dict(decoder.state_dict())
