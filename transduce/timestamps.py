@@ -226,8 +226,11 @@ def token_start_frames(weights: Tensor) -> np.ndarray:
 # ----------------------------------------------------------------------------- transcripts
 
 
-def _piece_words(predictor: Any, piece: Any, tokens: list[int], dcfg: Any) -> tuple[list, str]:
-    """Word texts and times (seconds within the piece) of one piece's best output."""
+def _piece_words(
+    predictor: Any, piece: Any, tokens: list[int], dcfg: Any, enc_out: Any
+) -> tuple[list, str]:
+    """Word texts and times (seconds within the piece) of one piece's best output;
+    ``enc_out``: the piece's encoder output (batch of 1) from the search."""
     from transduce.models.attention_maps import decoder_maps, has_heads
 
     task, model = predictor.task, predictor.model
@@ -244,9 +247,6 @@ def _piece_words(predictor: Any, piece: Any, tokens: list[int], dcfg: Any) -> tu
         return [], ""
     if is_whisper and shape is None:
         return [], ""
-    src, src_mask = task.encode_inputs([piece])
-    with torch.inference_mode():
-        enc_out = model.encode(src.to(predictor.device), src_mask.to(predictor.device))
     if is_whisper:
         pairs, how = whisper_alignment_heads(tok, *shape)
         maps = decoder_maps(model, enc_out, list(tokens) + [EOS_ID])
@@ -264,7 +264,7 @@ def _piece_words(predictor: Any, piece: Any, tokens: list[int], dcfg: Any) -> tu
         spans = ctc_align(log_probs[:n_enc], text_ids)
         if not spans:
             return [], ""
-        shift = round(int(src_mask[0].sum()) / max(n_enc, 1)) * 0.01
+        shift = round(len(piece) / max(n_enc, 1)) * 0.01  # 10 ms feature frames
         times = [(spans[g[0]][0] * shift, (spans[g[-1]][1] + 1) * shift) for g in groups]
         how = f"CTC alignment, {shift * 1000:g} ms frames"
     texts = [task.detokenize([text_ids[k] for k in g]) for g in groups]
@@ -272,7 +272,9 @@ def _piece_words(predictor: Any, piece: Any, tokens: list[int], dcfg: Any) -> tu
     if len(final) == len(groups):  # the whole text's spelling (joins, normalization)
         texts = final
     found = [(w, float(a), float(b)) for w, (a, b) in zip(texts, times)]
-    return trim_silence(found, piece.wave, task.cfg.audio.sample_rate), how
+    if piece.wave is not None:
+        found = trim_silence(found, piece.wave, task.cfg.audio.sample_rate)
+    return found, how
 
 
 def trim_silence(words: list, wave: np.ndarray, sample_rate: int) -> list:
@@ -280,17 +282,18 @@ def trim_silence(words: list, wave: np.ndarray, sample_rate: int) -> list:
     where the sound starts, a word before one ends where it stops (alignment from
     attention or CTC spreads a word over the pause next to it).
 
-    Silence: 10 ms frames quieter than ``max(floor + 10 dB, peak - 50 dB)``, floor
-    being the 5th percentile of the piece's frame energies. A word that is all
-    "silence" keeps its times.
+    Silence: 10 ms frames quieter than ``max(floor + 10 dB, peak - 50 dB)`` (at most
+    ``peak - 30 dB``), floor being the 10th percentile of the piece's frame energies
+    (its background noise when it has pauses). A word that is all "silence" keeps its
+    times.
     """
     from transduce.data.audio import frame_energy_db
 
     energy = frame_energy_db(wave, sample_rate)  # (F,) 10 ms frames
     if len(energy) == 0:
         return words
-    floor, peak = np.percentile(energy, 5), energy.max()
-    loud = np.flatnonzero(energy > max(floor + 10.0, peak - 50.0))
+    floor, peak = np.percentile(energy, 10), energy.max()
+    loud = np.flatnonzero(energy > min(max(floor + 10.0, peak - 50.0), peak - 30.0))
     out = []
     for w, a, b in words:
         i, j = int(a * 100), int(np.ceil(b * 100))
@@ -347,16 +350,22 @@ def transcribe(
         for piece in task.split_input(item):
             pieces.append(piece)
             owner.append(i)
-    hyps = predictor.hypotheses(pieces, dcfg, should_stop=should_stop, budget=budget)
+    encoded: list = []
+    hyps = predictor.hypotheses(
+        pieces, dcfg, should_stop=should_stop, budget=budget, encoded=encoded
+    )
     from transduce.data.audio import audio_info
 
     rate = task.cfg.audio.sample_rate
     out = [Transcript("", audio_info(item), []) for item in inputs]
-    for i, piece, hs in zip(owner, pieces, hyps):
+    for i, piece, hs, enc_out in zip(owner, pieces, hyps, encoded):
         tokens = hs[0].tokens if hs else []
         text = task.output_text(tokens, piece) if hs else ""
-        found, how = _piece_words(predictor, piece, tokens, dcfg) if words and text else ([], "")
-        out[i].segments += _segments(piece, text, found, len(piece.wave) / rate)
+        found, how = ([], "")
+        if words and text:
+            found, how = _piece_words(predictor, piece, tokens, dcfg, enc_out)
+        seconds = len(piece.wave) / rate if piece.wave is not None else len(piece) / 100
+        out[i].segments += _segments(piece, text, found, seconds)
         out[i].word_times = out[i].word_times or how
     for t in out:
         t.text = " ".join(s.text for s in t.segments)
