@@ -104,18 +104,21 @@ def group_words(ids: Sequence[int], detokenize: Callable[[list[int]], str]) -> l
     """Positions of ``ids`` grouped into the words of ``detokenize(ids)``.
 
     Works for any tokenizer: token ``k`` opens a new word when the text of
-    ``ids[:k + 1]`` has more words than that of ``ids[:k]``; tokens adding no word
-    (spaces, punctuation after a word, the rest of a word) join the current word.
+    ``ids[:k + 1]`` has more words than that of ``ids[:k]``; tokens adding to the
+    last word (the rest of a word, punctuation after it) join it; tokens adding only
+    whitespace (a character model's space) belong to no word.
     """
     groups: list[list[int]] = []
-    count = 0
+    count, before = 0, ""
     for k in range(len(ids)):
-        n = len(detokenize(list(ids[: k + 1])).split())
+        text = detokenize(list(ids[: k + 1])).rstrip()
+        n = len(text.split())
         if n > count:
             groups.append([k])
             count = n
-        elif groups:
+        elif groups and text != before:
             groups[-1].append(k)
+        before = text
     return groups
 
 

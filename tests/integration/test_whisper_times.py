@@ -129,7 +129,7 @@ def test_times_of_a_recording_cut_into_pieces(whisper, recording) -> None:
         assert abs(found[-1].end - end) <= TOLERANCE, (ref, found[-1], end)
 
 
-def test_cli_json_and_srt(whisper_dir, whisper, capsys) -> None:
+def test_cli_json(whisper_dir, whisper, capsys) -> None:
     clip = str(SAMPLES / "audio" / "number-not-answering.flac")
     assert main(["predict", str(whisper_dir), clip, "--format", "json", "--beam", "1"]) == 0
     (line,) = capsys.readouterr().out.splitlines()
@@ -138,13 +138,10 @@ def test_cli_json_and_srt(whisper_dir, whisper, capsys) -> None:
     assert data["text"] == whisper.predict([clip], beam=1)[0] == "The number is not answering."
     (segment,) = data["segments"]
     assert [w["word"] for w in segment["words"]] == data["text"].split()
-    assert 0 <= segment["start"] < segment["end"] <= data["duration"]
-    assert main(["predict", str(whisper_dir), clip, "--format", "srt", "--beam", "1"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "1"
-    start, end = (f"00:00:0{t:.3f}".replace(".", ",") for t in (segment["start"], segment["end"]))
-    assert lines[1] == f"{start} --> {end}"
-    assert lines[2] == data["text"]
+    times = [t for w in segment["words"] for t in (w["start"], w["end"])]
+    assert times == sorted(times)
+    assert segment["start"] == times[0] and segment["end"] == times[-1]
+    assert 0 <= times[0] < times[-1] <= data["duration"]
 
 
 def test_serving_returns_segments(whisper) -> None:
