@@ -208,7 +208,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _predict_with_times(predictor, inputs, options: dict, args) -> int:
     """``--format json|srt|vtt``: transcripts with segment and word times (speech)."""
-    from transduce.timestamps import render, transcribe
+    from transduce.timestamps import render
 
     flag = f"--format {args.format}"
     if predictor.task.name != "speech":
@@ -231,7 +231,7 @@ def _predict_with_times(predictor, inputs, options: dict, args) -> int:
     batch: list = []
 
     def flush() -> None:
-        for name, t in zip(batch, transcribe(predictor, batch, **options)):
+        for name, t in zip(batch, predictor.transcribe(batch, **options)):
             print(render(t, args.format, name=str(name)))
         sys.stdout.flush()
         batch.clear()

@@ -397,6 +397,14 @@ class Predictor:
         joined = [[" ".join(t for t in rank if t) for rank in item] for item in texts]
         return joined if dcfg.nbest > 1 else [j[0] for j in joined]
 
+    def transcribe(self, inputs: list, words: bool = True, **options: Any) -> list:
+        """Speech: one :class:`~transduce.timestamps.Transcript` per audio file (text,
+        duration, segments with start/end seconds and word times); options as
+        :meth:`predict` (nbest 1). See :func:`transduce.timestamps.transcribe`."""
+        from transduce.timestamps import transcribe
+
+        return transcribe(self, inputs, words=words, **options)
+
     def predict_stream(
         self, inputs: Iterable, chunk: int = 256, **options: Any
     ) -> Iterator[str | list[str]]:

@@ -26,7 +26,6 @@ import transduce
 from transduce.cli import main
 from transduce.data.audio import read_audio, write_audio
 from transduce.data.text_norm import normalize_text
-from transduce.timestamps import transcribe
 
 SAMPLES = Path(transduce.__file__).parent / "data" / "samples" / "asterisk"
 CLIPS = [  # clips Whisper base transcribes right on their own (greedy)
@@ -90,7 +89,7 @@ def test_times_of_a_recording_cut_into_pieces(whisper, recording) -> None:
     whisper.task.cfg.audio.max_seconds = 10.0
     try:
         pieces = whisper.task.split_input(str(path))
-        (result,) = transcribe(whisper, [str(path)], beam=1)
+        (result,) = whisper.transcribe([str(path)], beam=1)
     finally:
         whisper.task.cfg.audio.max_seconds = 30.0
     # the splitter had to cut, and cut in the quietest silence between clips
