@@ -36,6 +36,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -360,7 +361,10 @@ def transcribe(
     from transduce.data.audio import audio_info
 
     rate = task.cfg.audio.sample_rate
-    out = [Transcript("", audio_info(item), []) for item in inputs]
+    out = [
+        Transcript("", audio_info(item) if isinstance(item, str | Path) else len(item) / 100, [])
+        for item in inputs
+    ]
     for i, piece, hs, enc_out in zip(owner, pieces, hyps, encoded):
         tokens = hs[0].tokens if hs else []
         text = task.output_text(tokens, piece) if hs else ""
