@@ -190,6 +190,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         inputs = read_documents(args.docs)
     else:
         inputs = _read_inputs(predictor.task, args.inputs)
+    if args.format != "text":
+        return _predict_with_times(predictor, inputs, options, args)
     if args.attention_plot:
         from transduce.paths import check_output
 
@@ -201,6 +203,45 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else:
             print(out)
         sys.stdout.flush()
+    return 0
+
+
+def _predict_with_times(predictor, inputs, options: dict, args) -> int:
+    """``--format json|srt|vtt``: transcripts with segment and word times (speech)."""
+    from transduce.timestamps import render
+
+    flag = f"--format {args.format}"
+    if predictor.task.name != "speech":
+        raise TransduceError(
+            f"{flag}: times exist for speech recognition only; {args.model} is a "
+            f"{predictor.task.name} model (use --format text)"
+        )
+    if not hasattr(predictor, "hypotheses"):
+        raise TransduceError(f"{flag} needs the torch engine (--engine torch)")
+    if args.attention_plot:
+        raise TransduceError(f"{flag} and --attention-plot do not go together; use one")
+    if (options.get("nbest") or 1) > 1:
+        raise TransduceError(f"{flag} gives the best transcript only; drop --nbest")
+    if args.format in ("srt", "vtt") and len(args.inputs) != 1:
+        raise TransduceError(
+            f"{flag} writes one subtitle file: give exactly one audio file "
+            f"(got {len(args.inputs) or 'stdin'}); use --format json for several"
+        )
+    chunk = max(1, args.chunk)
+    batch: list = []
+
+    def flush() -> None:
+        for name, t in zip(batch, predictor.transcribe(batch, **options)):
+            print(render(t, args.format, name=str(name)))
+        sys.stdout.flush()
+        batch.clear()
+
+    for item in inputs:
+        batch.append(item)
+        if len(batch) >= chunk:
+            flush()
+    if batch:
+        flush()
     return 0
 
 
@@ -422,6 +463,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="H",
         help="Transformer decoders: plot head H only (default: the mean over heads)",
+    )
+    p.add_argument(
+        "--format",
+        default="text",
+        choices=["text", "json", "srt", "vtt"],
+        help="speech: text (the transcript), json (one object per file: text, segments with "
+        "start/end seconds and word times), srt or vtt (subtitles, one input file)",
     )
     p.add_argument(
         "--engine",

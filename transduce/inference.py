@@ -29,6 +29,7 @@ from transduce.config import (
     config_from_dict,
 )
 from transduce.decoding import Hypothesis, beam_search, build_processors, greedy_search, sample
+from transduce.models.base import EncoderOutput
 from transduce.models.quantize import PRECISIONS, apply_precision
 from transduce.models.seq2seq import EncoderDecoder, build_model
 from transduce.tasks import Task, build_task
@@ -61,6 +62,23 @@ class _Stoppable:
     def decode(self, *args: Any, **kwargs: Any) -> Any:
         self._should_stop()
         return self._model.decode(*args, **kwargs)
+
+
+class _KeepEncoded:
+    """The model as the searches see it, keeping what each ``encode`` call returned (one
+    call per batch in every search), so callers can reuse the encoder output."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.outputs: list = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def encode(self, *args: Any, **kwargs: Any) -> Any:
+        out = self._model.encode(*args, **kwargs)
+        self.outputs.append(out)
+        return out
 
 
 def resolve_device(name: str, where: str = "--device") -> torch.device:
@@ -288,12 +306,15 @@ class Predictor:
         return_attention: bool = False,
         should_stop: Callable[[], None] | None = None,
         budget: int | None = None,
+        encoded: list | None = None,
     ) -> list[list[Hypothesis]]:
         """Decode ``inputs`` in length-sorted batches; results keep the input order.
 
         Each batch's cost (:func:`decode_work`) must stay within ``self.max_work``, all
         of them together within ``budget`` (when given); ``should_stop()`` is called
-        before every decoder step and may raise to stop.
+        before every decoder step and may raise to stop. ``encoded``, when given, is
+        filled with each input's encoder output (an ``EncoderOutput`` of batch 1:
+        memory ``(1, S, D)`` and mask, without ``final_state``), in input order.
         """
         lengths = self.task.input_lengths(inputs)
         order = sorted(range(len(inputs)), key=lambda i: lengths[i])
@@ -322,10 +343,13 @@ class Predictor:
                 f"{total:,} hypothesis-tokens, over the budget of {budget:,} per request "
                 "(--max-work); send fewer inputs, a smaller beam or a smaller max_len"
             )
+        if encoded is not None:
+            encoded[:] = [None] * len(inputs)
         for idx, src, src_mask in batches:
+            keep = _KeepEncoded(model) if encoded is not None else model
             with torch.inference_mode():
                 hyps = search(
-                    model,
+                    keep,
                     src.to(self.device),
                     src_mask.to(self.device),
                     dcfg,
@@ -335,6 +359,10 @@ class Predictor:
                 )
             for i, h in zip(idx, hyps):
                 results[i] = h
+            if encoded is not None:
+                (out,) = keep.outputs
+                for b, i in enumerate(idx):
+                    encoded[i] = EncoderOutput(out.memory[b : b + 1], out.mask[b : b + 1], None)
         return results
 
     def predict(
@@ -368,6 +396,14 @@ class Predictor:
                 texts[i][r].append(outs[min(r, len(outs) - 1)] if outs else "")
         joined = [[" ".join(t for t in rank if t) for rank in item] for item in texts]
         return joined if dcfg.nbest > 1 else [j[0] for j in joined]
+
+    def transcribe(self, inputs: list, words: bool = True, **options: Any) -> list:
+        """Speech: one :class:`~transduce.timestamps.Transcript` per audio file (text,
+        duration, segments with start/end seconds and word times); options as
+        :meth:`predict` (nbest 1). See :func:`transduce.timestamps.transcribe`."""
+        from transduce.timestamps import transcribe
+
+        return transcribe(self, inputs, words=words, **options)
 
     def predict_stream(
         self, inputs: Iterable, chunk: int = 256, **options: Any

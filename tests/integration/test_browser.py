@@ -335,6 +335,9 @@ def test_demo_page_in_chromium(server, browser, shots, tmp_path):
     run_and_wait(d)
     (item,) = d.find_elements(By.CSS_SELECTOR, "#results .item")
     assert item.find_element(By.TAG_NAME, "audio")
+    # the transcript's segment times under it (a short clip: one piece)
+    times = item.find_elements(By.CSS_SELECTOR, "ol.segments li .rank")
+    assert times and times[0].text.endswith(" s") and "–" in times[0].text
     hover_first_token(d)
     assert canvas_is_painted(d, "#results canvas.span")
     screenshot(d, shots, "speech")

@@ -108,3 +108,77 @@ def test_cli_predict_bad_audio_names_the_file(asr_model, tmp_path, capsys):
     assert main(["predict", str(run / "best"), str(silent)]) == 2
     err = capsys.readouterr().err
     assert "quiet.wav" in err and "silent" in err and len(err.strip().splitlines()) == 1
+
+
+def test_ctc_word_times_follow_the_best_path(asr_model):
+    """CTC greedy output's word times are its best path's frames (x4 subsampling of
+    10 ms feature frames: 40 ms each), edges in silence moved onto the sound."""
+    import torch
+
+    from transduce.inference import Predictor
+    from transduce.models.audio import ctc_log_probs
+    from transduce.timestamps import transcribe, trim_silence
+
+    run, _ = asr_model
+    predictor = Predictor.load(run / "best")
+    folder = resolve_data_path(f"{SAMPLE}/train.jsonl").parent
+    row = json.loads((folder / "train.jsonl").read_text().splitlines()[0])
+    clip = str(folder / row["audio"])
+    (result,) = transcribe(predictor, [clip], mode="ctc_greedy")
+    assert result.text == predictor.predict([clip], mode="ctc_greedy")[0]
+    assert result.word_times == "CTC alignment, 40 ms frames"
+    # the best path, here: runs of one non-blank label, split into words at spaces
+    src, mask = predictor.task.encode_inputs([clip])
+    with torch.inference_mode():
+        enc = predictor.model.encode(src, mask)
+        path = ctc_log_probs(predictor.model, enc)[0].argmax(-1).tolist()
+    words, current = [], None
+    for t, label in enumerate(path):
+        char = predictor.task.tok.decode([label]) if label else ""
+        if label and (t == 0 or label != path[t - 1]):  # a label is emitted at frame t
+            if char.strip() and current is None:
+                current = [char, t, t]
+                words.append(current)
+            elif char.strip():
+                current[0] += char
+                current[2] = t
+            else:
+                current = None  # a space ends the word
+        elif label and current is not None and char.strip():
+            current[2] = t  # the label held on
+    expected = trim_silence(
+        [(w, a * 0.04, (b + 1) * 0.04) for w, a, b in words], read_audio(clip, 16000), 16000
+    )
+    found = [(w.word, w.start, w.end) for s in result.segments for w in s.words]
+    assert len(found) == len(expected) >= 3
+    for (w, a, b), (w2, a2, b2) in zip(found, expected):
+        assert w == w2 and a == pytest.approx(a2) and b == pytest.approx(b2)
+
+
+def test_cli_predict_subtitles_and_refusals(asr_model, tmp_path, capsys):
+    from tests.integration.tiny_models import translation_raw, untrained_model_dir
+
+    run, _ = asr_model
+    folder = resolve_data_path(f"{SAMPLE}/train.jsonl").parent
+    row = json.loads((folder / "train.jsonl").read_text().splitlines()[0])
+    clip = str(folder / row["audio"])
+    assert (
+        main(["predict", str(run / "best"), clip, "--format", "vtt", "--mode", "ctc_greedy"]) == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["WEBVTT", ""]
+    start, arrow, end = lines[2].split()
+    assert arrow == "-->" and "00:00:00.000" <= start < end <= f"00:00:0{row['duration']:.3f}"
+    assert lines[3].strip()
+    # refused, each with one error line: several files as one subtitle file, a missing
+    # file, nbest, and times from a model that does not read audio
+    text_model = untrained_model_dir(translation_raw(), tmp_path / "mt")
+    for argv, words in [
+        ([str(run / "best"), clip, clip, "--format", "srt"], "exactly one audio file"),
+        ([str(run / "best"), str(tmp_path / "nope.wav"), "--format", "json"], "nope.wav"),
+        ([str(run / "best"), clip, "--format", "json", "--nbest", "2"], "--nbest"),
+        ([str(text_model), str(tmp_path / "x.txt"), "--format", "srt"], "speech recognition"),
+    ]:
+        assert main(["predict", *argv]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.startswith("error:") and len(err.strip().splitlines()) == 1

@@ -280,6 +280,9 @@ def import_whisper(
         "prompt": DEFAULT_PROMPT,
         "suppress_ids": sorted(suppress),
         "suppress_ids_begin": ct2_config.get("suppress_ids_begin", []),
+        # (layer, head) pairs of the decoder cross-attention that follow the speech in
+        # time: word timestamps (transduce.timestamps) read them
+        "alignment_heads": ct2_config.get("alignment_heads", []),
     }
     tok = WhisperTokenizer(tokenizer_json, meta)
     cfg = whisper_config(variables, name)

@@ -21,6 +21,7 @@ uncached decoding, a tested invariant).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -73,8 +74,14 @@ def decoder_maps(model, enc_out: EncoderOutput, tokens: list[int]) -> DecoderMap
     gates: list[Tensor] = []
     handles = []
 
+    # Hooks live on the shared modules while this runs; a server decodes other requests
+    # with the same model in other threads, whose calls must pass untouched.
+    owner = threading.get_ident()
+
     def catch_query(i: int):
         def pre_hook(module, args):
+            if threading.get_ident() != owner:
+                return None
             x, block = args
 
             def wrapped(h: Tensor) -> Tensor:
@@ -89,7 +96,11 @@ def decoder_maps(model, enc_out: EncoderOutput, tokens: list[int]) -> DecoderMap
         handles.append(layer.res_cross.register_forward_pre_hook(catch_query(i)))
     gate = getattr(decoder, "copy_gate", None)
     if gate is not None:
-        handles.append(gate.register_forward_hook(lambda m, a, out: gates.append(out)))
+        handles.append(
+            gate.register_forward_hook(
+                lambda m, a, out: gates.append(out) if threading.get_ident() == owner else None
+            )
+        )
     device = enc_out.memory.device
     tgt_in = torch.tensor([[BOS_ID, *tokens]], dtype=torch.long, device=device)
     try:

@@ -50,6 +50,7 @@ from transduce.config import (
 from transduce.inference import DecodeBudgetError, DecodeStopped, Predictor
 from transduce.serving.server import bind_socket, run_server
 from transduce.tasks.base import Task
+from transduce.timestamps import transcribe
 
 __all__ = ["Limits", "bind_socket", "create_app", "load_predictors", "run_server"]
 
@@ -133,6 +134,12 @@ class PredictResponse(BaseModel):
     model: str
     seconds: float = Field(description="wall-clock decoding time")
     files: list[str] | None = Field(None, description="/predict/file: the uploaded file names")
+    segments: list[list[dict[str, Any]]] | None = Field(
+        None,
+        description="/predict/file, speech models (nbest 1): per file, its segments "
+        '[{"start", "end", "text", "words": [{"word", "start", "end"}]}], times in seconds '
+        "from the start of the recording (words empty when the model gives no word times)",
+    )
     attention: list[dict[str, Any]] | None = Field(
         None,
         description='with "attention": true, per input: "tokens" (the best output\'s tokens), '
@@ -308,10 +315,15 @@ def create_app(
             )
 
     async def decode(
-        predictor: Predictor, inputs: list, options: dict, attention: bool = False
-    ) -> tuple[list, float, list | None]:
+        predictor: Predictor,
+        inputs: list,
+        options: dict,
+        attention: bool = False,
+        times: bool = False,
+    ) -> tuple[list, float, list | None, list | None]:
         """Decode in the pool, within the request budget and deadline; errors -> HTTP.
-        With ``attention``, also the best output's alignment per input."""
+        With ``attention``, also the best output's alignment per input; with ``times``
+        (speech, nbest 1), the segments per input (the outputs are then their text)."""
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         deadline = time.monotonic() + limits.timeout
@@ -338,7 +350,20 @@ def create_app(
                     budget=limits.max_work,
                 )
                 aligned = await loop.run_in_executor(executor, call)
-            if aligned is not None and predictor.decode_config(**options).nbest <= 1:
+            segments = None
+            if times:
+                call = functools.partial(
+                    transcribe,
+                    predictor,
+                    inputs,
+                    should_stop=should_stop,
+                    budget=limits.max_work,
+                    **options,
+                )
+                transcripts = await loop.run_in_executor(executor, call)
+                outputs = [t.text for t in transcripts]
+                segments = [[s.to_json() for s in t.segments] for t in transcripts]
+            elif aligned is not None and predictor.decode_config(**options).nbest <= 1:
                 outputs = [a.text for a in aligned]  # one decoding gives both
             else:
                 call = functools.partial(
@@ -358,7 +383,7 @@ def create_app(
                 raise
             raise HTTPException(status_code=503, detail="the server is shutting down") from None
         json = [a.to_json() for a in aligned] if aligned is not None else None
-        return outputs, time.perf_counter() - start, json
+        return outputs, time.perf_counter() - start, json, segments
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -388,7 +413,7 @@ def create_app(
         options = request.predictor_options()
         check_options(predictor, options)
         try:
-            outputs, seconds, attention = await decode(
+            outputs, seconds, attention, _ = await decode(
                 predictor, list(request.inputs), options, request.attention
             )
         except TransduceError as e:
@@ -457,8 +482,10 @@ def create_app(
                 _check_header(infos[name]["input"], path, names[i], limits)
                 paths.append(str(path))
             try:
-                outputs, seconds, attention = await decode(
-                    predictor, paths, options, opts.attention
+                nbest = predictor.decode_config(**options).nbest
+                times = predictor.task.name == "speech" and nbest <= 1
+                outputs, seconds, attention, segments = await decode(
+                    predictor, paths, options, opts.attention, times
                 )
             except TransduceError as e:
                 message = str(e)
@@ -470,6 +497,7 @@ def create_app(
             "model": name,
             "seconds": round(seconds, 4),
             "files": names,
+            "segments": segments,
             "attention": attention,
         }
 

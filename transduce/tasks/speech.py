@@ -50,6 +50,7 @@ class AudioClip:
     path: str
     frames: int
     wave: np.ndarray | None = None  # already read (pieces of long recordings)
+    start: float = 0.0  # seconds from the start of the recording to this piece
 
     def __len__(self) -> int:
         return self.frames
@@ -217,7 +218,7 @@ class SpeechTask(Task):
             if len(piece) < a.min_seconds * a.sample_rate or np.abs(piece).max() < A.SILENT_PEAK:
                 continue
             frames = self.features.num_frames(len(piece))
-            pieces.append(AudioClip(str(item), frames, piece))
+            pieces.append(AudioClip(str(item), frames, piece, start / a.sample_rate))
         return pieces
 
     def _as_clip(self, item: str | AudioClip) -> AudioClip:
