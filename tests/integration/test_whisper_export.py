@@ -8,7 +8,8 @@ included, deterministically perturbed and saved as a model folder, as training w
   exactly as transduce's own ``predict`` does;
 * the exported ``model.bin`` read back by ``transduce import whisper --from DIR`` gives
   bit-identical weights (so the id swap and row permutation are undone exactly);
-* ``config.json`` and ``vocabulary.json`` equal the original CTranslate2 folder's.
+* ``config.json`` and ``vocabulary.json`` equal the original CTranslate2 folder's
+  (also for a folder imported before the import recorded the alignment heads).
 
 Needs the dev dependencies (ctranslate2, faster-whisper, the Whisper base packages).
 """
@@ -146,3 +147,17 @@ def test_bad_whisper_exports_are_one_error_line(models, tmp_path, capsys):
     assert main(["export", str(models["imported"]), "--out", str(out), "--force"]) == 2
     assert capsys.readouterr().err.startswith("error:")
     assert (out / "model.bin").is_file()  # and the folder is left as it was
+
+
+def test_config_of_a_model_imported_without_alignment_heads(models):
+    """Folders imported before the import kept the alignment heads still export them."""
+    from transduce.data.tokenizers import load_tokenizers
+    from transduce.export.whisper import whisper_ct2_config
+
+    _, tok = load_tokenizers(models["imported"])
+    original = json.loads((package_files("base")[1] / "config.json").read_text())
+    assert whisper_ct2_config(tok, 6, 8) == original
+    del tok.meta["alignment_heads"]
+    assert whisper_ct2_config(tok, 6, 8) == original  # from the installed package
+    default = whisper_ct2_config(tok, 4, 6)["alignment_heads"]  # no package of this shape
+    assert default == [[layer, head] for layer in (2, 3) for head in range(6)]

@@ -24,7 +24,8 @@ Undone on the way out:
 
 ``lang_ids`` are the ``<|xx|>`` language tokens between ``<|startoftranscript|>`` and
 ``<|translate|>``; ``alignment_heads`` (the cross-attention heads faster-whisper's word
-timestamps read) are the imported model's own when the import recorded them, otherwise
+timestamps read) are the imported model's own when the import recorded them, else those
+of the installed weight package of the same decoder shape (Whisper base or small), else
 CTranslate2's converter default: every head of the second half of the decoder layers.
 """
 
@@ -96,7 +97,9 @@ def whisper_ct2_config(tok: Any, decoder_layers: int, decoder_heads: int) -> dic
     translate = tok.hf.token_to_id("<|translate|>")
     if sot is None or translate is None:
         raise TransduceError("the Whisper tokenizer has no <|startoftranscript|>/<|translate|>")
-    heads = tok.meta.get("alignment_heads")
+    heads = tok.meta.get("alignment_heads") or _package_alignment_heads(
+        decoder_layers, decoder_heads
+    )
     if not heads:  # CTranslate2's converter default
         heads = [
             [layer, head]
@@ -109,6 +112,26 @@ def whisper_ct2_config(tok: Any, decoder_layers: int, decoder_heads: int) -> dic
         "lang_ids": list(range(sot + 1, translate)),
         "alignment_heads": [list(h) for h in heads],
     }
+
+
+# Whisper's decoder (layers, heads) by size, to find the original alignment heads of a
+# model imported before the import recorded them.
+DECODER_SHAPES = {"base": (6, 8), "small": (12, 12)}
+
+
+def _package_alignment_heads(layers: int, heads: int) -> list | None:
+    """The alignment heads in the installed weight package of this decoder shape, if any."""
+    from transduce.convert.whisper import package_files
+
+    for size, shape in DECODER_SHAPES.items():
+        if shape != (layers, heads):
+            continue
+        try:
+            _, folder = package_files(size)
+            return json.loads((folder / "config.json").read_text())["alignment_heads"]
+        except (TransduceError, OSError, ValueError, KeyError):
+            return None
+    return None
 
 
 def build_whisper_spec(model: Any, cfg: Any, tok: Any):
