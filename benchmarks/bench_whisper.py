@@ -1,11 +1,13 @@
 """Whisper in transduce (PyTorch fp32 and int8) vs faster-whisper (int8, float32), one run.
 
-Every engine reads the same 16 kHz waveforms (read and resampled once, before timing,
-by transduce's reader), decodes with beam 5, language en, no timestamps, no temperature
-fallback, no VAD, on the same ``--threads``, and is scored by the speech task's own
-``score`` (the English normalizer on references and hypotheses), as ``transduce
-evaluate`` does. Real-time factor = decoding seconds / audio seconds; model loading and
-audio reading are excluded for every engine. The clips go in a seeded random order and
+Every engine decodes with beam 5, language en, no timestamps, no temperature fallback,
+no VAD, on the same ``--threads``, and is scored by the speech task's own ``score`` (the
+English normalizer on references and hypotheses), as ``transduce evaluate`` does.
+faster-whisper gets the 16 kHz waveforms transduce's reader makes (read once, before
+timing); transduce gets the file paths, as ``transduce predict`` does, so recordings
+longer than 30 s are cut at quiet points (its time includes reading the file, a few ms a
+clip). Real-time factor = decoding seconds / audio seconds, model loading excluded.
+The clips go in a seeded random order and
 in chunks of ``--chunk``, every engine on the same chunk before the next, so a machine
 load that changes during the run affects every engine alike and a stopped run leaves
 comparable partial results (a seeded random subset) behind. Engines:
@@ -70,7 +72,10 @@ def faster_whisper_engine(folder: str, compute_type: str, threads: int):
 
 
 def transduce_engine(model: str, precision: str):
-    """A function: list of AudioClips -> transcripts, transduce's own decoding (beam 5)."""
+    """A function: list of audio paths -> transcripts, transduce's own decoding (beam 5).
+
+    Paths, not waveforms: ``predict`` cuts only recordings it reads into 30-second pieces.
+    """
     predictor = transduce.load(model, precision=precision)
     return lambda clips: predictor.predict(clips, beam=5)
 
@@ -100,8 +105,8 @@ def side_by_side(
     random.Random(seed).shuffle(items)
     items = items[: limit or None]
     refs = [e.ref for e in task.examples(items)]
-    clips = [task._as_clip(path) for path, _, _ in items]
-    waves = [c.wave for c in clips]
+    paths = [path for path, _, _ in items]
+    waves = [task._as_clip(path).wave for path in paths]
     run = {}
     for engine in engines:
         if engine.startswith("transduce"):
@@ -115,7 +120,7 @@ def side_by_side(
     try:
         for start in range(0, len(items), chunk):
             for engine in engines:
-                inputs = clips if engine.startswith("transduce") else waves
+                inputs = paths if engine.startswith("transduce") else waves
                 began = time.perf_counter()
                 hyps[engine] += run[engine](inputs[start : start + chunk])
                 seconds[engine] += time.perf_counter() - began
