@@ -13,6 +13,13 @@ clips (so a speed-up is never bought with silent accuracy loss).
 Example (a smoke run on the committed sample):
     python benchmarks/bench_asr.py runs/asr-conformer/best \\
         transduce/data/samples/asterisk/test.jsonl --modes ctc_greedy joint --limit 10
+
+With ``--engines`` (Whisper models) it runs engines side by side instead of modes:
+transduce fp32 / int8 and faster-whisper int8 / float32 on the same clips, chunk by
+chunk, in one run (``bench_whisper.side_by_side``; clips in a seeded random order):
+    python benchmarks/bench_asr.py models/whisper-base data/asterisk/test.jsonl \\
+        --ct2 CT2_WHISPER_DIR --limit 150 --engines transduce transduce-int8 \\
+        faster-whisper-int8 faster-whisper-float32
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_whisper import add_arguments, side_by_side
 
 from transduce.inference import Predictor
 from transduce.tasks.speech import read_manifest
@@ -52,7 +60,21 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results.jsonl")
+    add_arguments(ap)
     args = ap.parse_args()
+    if args.engines:
+        side_by_side(
+            args.model,
+            args.manifest,
+            args.engines,
+            ct2=args.ct2,
+            threads=args.threads,
+            limit=args.limit,
+            chunk=args.chunk,
+            seed=args.seed,
+            out=args.out,
+        )
+        return
 
     torch.set_num_threads(args.threads)
     predictor = Predictor.load(args.model)

@@ -399,10 +399,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from transduce.export.ctranslate2 import export_ctranslate2
+    from transduce.export.whisper import is_whisper
+    from transduce.inference import read_model_config
 
     out = export_ctranslate2(args.model, args.out, args.quantization, force=args.force)
     print(f"exported {args.model} to {out} ({args.format}, {args.quantization})")
-    print(f"decode with: transduce predict {out} --engine ctranslate2")
+    if is_whisper(read_model_config(out / "transduce")):
+        print(f"transcribe with faster-whisper: WhisperModel({str(out)!r})")
+    else:
+        print(f"decode with: transduce predict {out} --engine ctranslate2")
     return 0
 
 
@@ -596,7 +601,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="convert a model folder for a fast inference engine")
-    p.add_argument("model", help="model folder (a Transformer text-to-text model)")
+    p.add_argument(
+        "model", help="model folder (a Transformer text-to-text model or a Whisper speech model)"
+    )
     p.add_argument("--format", default="ctranslate2", choices=["ctranslate2"])
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(

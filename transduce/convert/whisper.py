@@ -8,6 +8,7 @@ CTranslate2 Whisper folder (``model.bin``, ``config.json``, ``tokenizer.json``).
 version, spec name, spec revision), then per variable its name, rank, shape,
 dtype id (0 float32, 1 int8, 2 int16, 3 int32, 4 float16, 5 bfloat16), byte count
 and data, then aliases (``decoder/projection/weight`` -> the embeddings). No pickle.
+Quantized weights (int8/int16 with a ``<name>_scale``) are read back as ``stored / scale``.
 
 The folder written holds ``config.json`` (task speech, a ``whisper`` encoder and the
 Transformer decoder with Whisper's options), ``model.safetensors`` (float32) and the
@@ -93,6 +94,12 @@ def read_ct2_model(parts: list[Path]) -> tuple[str, dict[str, np.ndarray]]:
         for _ in range(take("I")):
             alias, target = string(), string()
             variables[alias] = variables[target]
+        for name in [n for n in variables if n.endswith("_scale")]:
+            # a quantized export (int8/int16): weight = stored / scale (one per row for int8)
+            base, scale = name[: -len("_scale")], np.asarray(variables.pop(name), np.float32)
+            if base in variables:
+                shape = scale.shape + (1,) * (variables[base].ndim - scale.ndim)
+                variables[base] = variables[base].astype(np.float32) / scale.reshape(shape)
     except (struct.error, UnicodeDecodeError, ValueError) as e:
         raise TransduceError(f"{where} is not a readable CTranslate2 model ({e})") from None
     return spec, variables
@@ -281,7 +288,7 @@ def import_whisper(
         "suppress_ids": sorted(suppress),
         "suppress_ids_begin": ct2_config.get("suppress_ids_begin", []),
         # (layer, head) pairs of the decoder cross-attention that follow the speech in
-        # time: word timestamps (transduce.timestamps) read them
+        # time: word timestamps (transduce.timestamps) read them, and export writes them back
         "alignment_heads": ct2_config.get("alignment_heads", []),
     }
     tok = WhisperTokenizer(tokenizer_json, meta)

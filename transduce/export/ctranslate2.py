@@ -60,7 +60,8 @@ LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, used by every transduce L
 MIN_SINUSOIDAL_ROWS = 1024  # CTranslate2 truncates inputs at 1024 tokens by default
 EXPORTABLE = (
     "CTranslate2 export supports text-to-text models (task translation or summarization) "
-    "with a Transformer encoder and a Transformer decoder of the same d_model, without copy"
+    "with a Transformer encoder and a Transformer decoder of the same d_model, without copy, "
+    "and Whisper speech models (a whisper encoder)"
 )
 
 
@@ -247,11 +248,14 @@ def export_ctranslate2(
     """
     import torch
 
+    from transduce.export.whisper import export_whisper, is_whisper
     from transduce.inference import Predictor, read_model_config
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     cfg = read_model_config(model_dir)
-    check_exportable(cfg, str(model_dir))
+    whisper = is_whisper(cfg)
+    if not whisper:
+        check_exportable(cfg, str(model_dir))
     if quantization not in QUANTIZATIONS:
         raise TransduceError(
             f"unknown quantization {quantization!r}; choose one of: {', '.join(QUANTIZATIONS)}"
@@ -260,6 +264,12 @@ def export_ctranslate2(
     if out_dir.exists() and not force:
         raise TransduceError(f"--out {out_dir} already exists; pass --force to replace it")
     _import_ctranslate2()
+    if whisper:  # CTranslate2's WhisperSpec, for faster-whisper
+        build_whisper = export_whisper(model_dir, cfg, quantization)
+        replace_folder(
+            out_dir, build_whisper, force=force, is_own=is_export_folder, kind="CTranslate2 export"
+        )
+        return out_dir
     predictor = Predictor.load(model_dir)
     task = predictor.task
     with torch.no_grad():
@@ -322,6 +332,12 @@ class CT2Translator:
             )
         ctranslate2 = _import_ctranslate2()
         self.cfg = read_model_config(side)
+        if self.cfg.task not in TEXT_TASKS:
+            raise TransduceError(
+                f"{directory} is a CTranslate2 export of a {self.cfg.task} model; --engine "
+                "ctranslate2 decodes text models. Run a Whisper export with faster-whisper "
+                "(WhisperModel(DIR)) or the torch model it was exported from"
+            )
         self.task = build_task(self.cfg)
         self.task.load(side)
         self.src_vocab = vocabulary(self.task.src_tok)
