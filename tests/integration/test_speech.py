@@ -101,6 +101,34 @@ def test_cli_predict_any_rate_format_and_long_audio(asr_model, tmp_path, capsys)
     assert len(lines[1].split()) > len(lines[0].split())  # several pieces transcribed
 
 
+def test_long_manifest_clips_are_cut_like_long_files(asr_model, tmp_path):
+    """``evaluate`` passes manifest entries (clips), not paths: a clip longer than
+    audio.max_seconds must be cut as predict cuts a file (Whisper would otherwise read
+    its first 30 seconds only)."""
+    from transduce.inference import Predictor
+    from transduce.tasks.speech import AudioClip
+
+    run, _ = asr_model
+    folder = resolve_data_path(f"{SAMPLE}/train.jsonl").parent
+    rows = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+    pause = np.zeros(8000, dtype=np.float32)
+    parts = [read_audio(folder / r["audio"], 16000) for r in rows[:9:3]]
+    wave = np.concatenate([x for p in parts for x in (p, pause)] * 2)
+    long = tmp_path / "long.flac"
+    write_audio(long, wave, 16000)
+    task = Predictor.load(run / "best").task
+    assert len(wave) > task.cfg.audio.max_seconds * 16000
+    from_file = task.split_input(str(long))
+    from_clip = task.split_input(AudioClip(str(long), len(wave) // 160))
+    assert len(from_file) > 1
+    assert [(c.start, len(c.wave)) for c in from_clip] == [
+        (c.start, len(c.wave)) for c in from_file
+    ]
+    short = from_file[0]
+    kept = task.split_input(short)
+    assert len(kept) == 1 and kept[0] is short  # a piece stays as it is
+
+
 def test_cli_predict_bad_audio_names_the_file(asr_model, tmp_path, capsys):
     run, _ = asr_model
     silent = tmp_path / "quiet.wav"

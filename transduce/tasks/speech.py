@@ -208,17 +208,26 @@ class SpeechTask(Task):
         Pieces shorter than ``audio.min_seconds`` or silent are dropped; a recording
         that is empty, silent, too short or unreadable is one error naming it.
         """
-        if isinstance(item, AudioClip):
-            return [item]
         a = self.cfg.audio
-        wave = A.read_audio(item, a.sample_rate, a.min_seconds)
+        offset = 0.0
+        if isinstance(item, AudioClip):  # a manifest entry (evaluate) or a piece
+            if item.wave is not None and len(item.wave) <= a.max_seconds * a.sample_rate:
+                return [item]
+            # a long clip is cut like a long file: Whisper would otherwise read its first
+            # 30 seconds only, and other encoders a length they were not trained on
+            wave = item.wave if item.wave is not None else self._wave(item)
+            name, offset = item.path, item.start
+            if len(wave) <= a.max_seconds * a.sample_rate:
+                return [AudioClip(name, self.features.num_frames(len(wave)), wave, offset)]
+        else:
+            wave, name = A.read_audio(item, a.sample_rate, a.min_seconds), str(item)
         pieces = []
         for start, end in A.split_at_silences(wave, a.sample_rate, a.max_seconds):
             piece = wave[start:end]
             if len(piece) < a.min_seconds * a.sample_rate or np.abs(piece).max() < A.SILENT_PEAK:
                 continue
             frames = self.features.num_frames(len(piece))
-            pieces.append(AudioClip(str(item), frames, piece, start / a.sample_rate))
+            pieces.append(AudioClip(name, frames, piece, offset + start / a.sample_rate))
         return pieces
 
     def _as_clip(self, item: str | AudioClip) -> AudioClip:
