@@ -139,6 +139,36 @@ def _set_ffn(spec, ff, norm) -> None:
     _set_linear(spec.linear_1, ff.fc2)
 
 
+def write_side_folder(out: Path, model_dir: Path, task: Any, quantization: str) -> None:
+    """``out/transduce/``: the model's config, its tokenizers and ``export.json`` (which
+    :func:`is_export_folder`, and so ``--force``, looks for)."""
+    side = out / "transduce"
+    side.mkdir()
+    shutil.copy2(model_dir / "config.json", side / "config.json")
+    task.save(side)
+    (side / "export.json").write_text(
+        json.dumps({"format": "ctranslate2", "quantization": quantization}, indent=2) + "\n"
+    )
+
+
+def _set_encoder_layers(layer_specs, layers) -> None:
+    """Each Transformer encoder layer into its CTranslate2 layer spec."""
+    for layer_spec, layer in zip(layer_specs, layers):
+        _set_attention(layer_spec.self_attention, layer.self_attn, self_attention=True)
+        _set_norm(layer_spec.self_attention.layer_norm, layer.res_attn.norm)
+        _set_ffn(layer_spec.ffn, layer.ff, layer.res_ff.norm)
+
+
+def _set_decoder_layers(layer_specs, layers) -> None:
+    """Each Transformer decoder layer (self-, cross-attention, feed-forward) into its spec."""
+    for layer_spec, layer in zip(layer_specs, layers):
+        _set_attention(layer_spec.self_attention, layer.self_attn, self_attention=True)
+        _set_norm(layer_spec.self_attention.layer_norm, layer.res_self.norm)
+        _set_attention(layer_spec.attention, layer.cross_attn, self_attention=False)
+        _set_norm(layer_spec.attention.layer_norm, layer.res_cross.norm)
+        _set_ffn(layer_spec.ffn, layer.ff, layer.res_ff.norm)
+
+
 def _set_inputs(spec, module, embedding_spec) -> None:
     from transduce.models.embeddings import LearnedPositionalEmbedding, sinusoidal_table
 
@@ -180,20 +210,12 @@ def build_spec(model: Any, cfg: Any, src_vocab: list[str], tgt_vocab: list[str])
     encoder, decoder = model.encoder, model.decoder
 
     _set_inputs(enc_spec, encoder, enc_spec.embeddings[0])
-    for layer_spec, layer in zip(enc_spec.layer, encoder.layers):
-        _set_attention(layer_spec.self_attention, layer.self_attn, self_attention=True)
-        _set_norm(layer_spec.self_attention.layer_norm, layer.res_attn.norm)
-        _set_ffn(layer_spec.ffn, layer.ff, layer.res_ff.norm)
+    _set_encoder_layers(enc_spec.layer, encoder.layers)
     if ecfg.norm_first:
         _set_norm(enc_spec.layer_norm, encoder.final_norm)
 
     _set_inputs(dec_spec, decoder, dec_spec.embeddings)
-    for layer_spec, layer in zip(dec_spec.layer, decoder.layers):
-        _set_attention(layer_spec.self_attention, layer.self_attn, self_attention=True)
-        _set_norm(layer_spec.self_attention.layer_norm, layer.res_self.norm)
-        _set_attention(layer_spec.attention, layer.cross_attn, self_attention=False)
-        _set_norm(layer_spec.attention.layer_norm, layer.res_cross.norm)
-        _set_ffn(layer_spec.ffn, layer.ff, layer.res_ff.norm)
+    _set_decoder_layers(dec_spec.layer, decoder.layers)
     if dcfg.norm_first:
         _set_norm(dec_spec.layer_norm, decoder.final_norm)
     _set_linear(dec_spec.projection, decoder.output_projection)
@@ -279,13 +301,7 @@ def export_ctranslate2(
 
     def build(tmp: Path) -> None:
         spec.save(str(tmp))
-        side = tmp / "transduce"
-        side.mkdir()
-        shutil.copy2(model_dir / "config.json", side / "config.json")
-        task.save(side)
-        (side / "export.json").write_text(
-            json.dumps({"format": "ctranslate2", "quantization": quantization}, indent=2) + "\n"
-        )
+        write_side_folder(tmp, model_dir, task, quantization)
 
     replace_folder(out_dir, build, force=force, is_own=is_export_folder, kind="CTranslate2 export")
     return out_dir

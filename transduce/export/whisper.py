@@ -32,7 +32,6 @@ CTranslate2's converter default: every head of the second half of the decoder la
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +40,11 @@ from transduce.export.ctranslate2 import (
     LAYER_NORM_EPS,
     _import_ctranslate2,
     _np,
-    _set_attention,
-    _set_ffn,
+    _set_decoder_layers,
+    _set_encoder_layers,
     _set_linear,
     _set_norm,
+    write_side_folder,
 )
 
 EXPORTABLE_WHISPER = (
@@ -150,22 +150,14 @@ def build_whisper_spec(model: Any, cfg: Any, tok: Any):
     for conv_spec, conv in ((enc.conv1, encoder.conv1), (enc.conv2, encoder.conv2)):
         _set_linear(conv_spec, conv)  # weight (D_out, D_in, 3) and bias, as CTranslate2's
     enc.position_encodings.encodings = _np(encoder.positions)
-    for layer_spec, layer in zip(enc.layer, encoder.layers):
-        _set_attention(layer_spec.self_attention, layer.self_attn, self_attention=True)
-        _set_norm(layer_spec.self_attention.layer_norm, layer.res_attn.norm)
-        _set_ffn(layer_spec.ffn, layer.ff, layer.res_ff.norm)
+    _set_encoder_layers(enc.layer, encoder.layers)
     _set_norm(enc.layer_norm, encoder.final_norm)
 
     dec = spec.decoder
     perm = np.asarray(tok.perm)  # transduce id <-> Whisper id, its own inverse
     dec.embeddings.weight = _np(decoder.embedding.weight)[perm]
     dec.position_encodings.encodings = _np(decoder.positions.weight)
-    for layer_spec, layer in zip(dec.layer, decoder.layers):
-        _set_attention(layer_spec.self_attention, layer.self_attn, self_attention=True)
-        _set_norm(layer_spec.self_attention.layer_norm, layer.res_self.norm)
-        _set_attention(layer_spec.attention, layer.cross_attn, self_attention=False)
-        _set_norm(layer_spec.attention.layer_norm, layer.res_cross.norm)
-        _set_ffn(layer_spec.ffn, layer.ff, layer.res_ff.norm)
+    _set_decoder_layers(dec.layer, decoder.layers)
     _set_norm(dec.layer_norm, decoder.final_norm)
     projection = decoder.output_projection
     dec.projection.weight = _np(projection.weight)[perm]
@@ -198,13 +190,7 @@ def export_whisper(model_dir: Path, cfg: Any, quantization: str) -> Any:
     def build(tmp: Path) -> None:
         spec.save(str(tmp))
         (tmp / "tokenizer.json").write_text(tok.tokenizer_json, encoding="utf-8")
-        side = tmp / "transduce"
-        side.mkdir()
-        shutil.copy2(model_dir / "config.json", side / "config.json")
-        task.save(side)
-        (side / "export.json").write_text(
-            json.dumps({"format": "ctranslate2", "quantization": quantization}, indent=2) + "\n"
-        )
+        write_side_folder(tmp, model_dir, task, quantization)
 
     return build
 
