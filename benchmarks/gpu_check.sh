@@ -10,14 +10,14 @@
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=$PWD:/tmp/site:$PWD/.gpu/site PYTHONUNBUFFERED=1
-tr() { python3 -c 'import sys; from transduce.cli import main; sys.exit(main(sys.argv[1:]))' "$@"; }
+transduce() { python3 -c 'import sys; from transduce.cli import main; sys.exit(main(sys.argv[1:]))' "$@"; }
 nvidia-smi -L; python3 -c "import torch;print(torch.__version__, torch.cuda.is_available())"
 mkdir -p data && cp -r .gpu/ddtp-de-en data/
-( tr train configs/ddtp-de-en-transformer.yaml train.max_minutes=3.5 train.precision=bf16 train.device=cuda > $OUT/ddtp-train.log 2>&1;
-  tr evaluate runs/ddtp-de-en-transformer/best --device cuda >> $OUT/ddtp-train.log 2>&1 ) &
-( tr train configs/demo.yaml train.max_steps=30 train.precision=fp16 train.device=cuda train.valid_every=15 --run-dir runs/fp16 > $OUT/fp16.log 2>&1;
-  tr train configs/demo.yaml train.max_steps=60 train.precision=fp16 train.device=cuda train.valid_every=15 --run-dir runs/fp16 --resume >> $OUT/fp16.log 2>&1;
-  tr predict runs/fp16/best --device cuda <<< "Das ist ein Test." >> $OUT/fp16.log 2>&1 ) 
+( transduce train configs/ddtp-de-en-transformer.yaml train.max_minutes=3.5 train.precision=bf16 train.device=cuda > $OUT/ddtp-train.log 2>&1;
+  transduce evaluate runs/ddtp-de-en-transformer/best --device cuda >> $OUT/ddtp-train.log 2>&1 ) &
+( transduce train configs/demo.yaml train.max_steps=30 train.precision=fp16 train.device=cuda train.valid_every=15 --run-dir runs/fp16 > $OUT/fp16.log 2>&1;
+  transduce train configs/demo.yaml train.max_steps=60 train.precision=fp16 train.device=cuda train.valid_every=15 --run-dir runs/fp16 --resume >> $OUT/fp16.log 2>&1;
+  transduce predict runs/fp16/best --device cuda <<< "Das ist ein Test." >> $OUT/fp16.log 2>&1 ) 
 export OMP_NUM_THREADS=2
 timeout 170 python3 -m pytest -v -n 7 -p no:cacheprovider tests/integration/test_training.py tests/integration/test_cli.py \
   tests/integration/test_binarized.py tests/integration/test_speech.py tests/integration/test_captioning.py \
