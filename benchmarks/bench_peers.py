@@ -12,7 +12,10 @@ target tokens, greedy and beam 4, random-weight Marian-shaped models "small"
 (3+3, d 256, vocab 8000) and "base" (6+6, d 512, vocab 32000); target tokens/s.
 CTranslate2 runs at its best setting on a 2-core machine (1 thread x 2 workers,
 the batch split in two); HF generate and transduce use ``--threads`` threads.
-Training: forward + backward + AdamW on 4096-token batches (128 x 32).
+Training: forward + backward + AdamW on 4096-token batches (128 x 32): "small" and
+"base" against HF's Marian, "lstm" (attention LSTM, 2+2 layers of 512, input feeding)
+against the peers' plain-PyTorch reference of the same shape (``bench_rnn.py``,
+column "PyTorch LSTM": HF has no RNN encoder-decoder).
 
 Use ``bench_peers.sh``, which creates the peers' environment and models first.
 """
@@ -32,6 +35,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SYSTEMS = ["transduce fp32", "transduce int8", "HF", "CT2 fp32", "CT2 int8"]
+LSTM_REF = "PyTorch LSTM"  # the peers' reference attention LSTM, trained in "train lstm"
 PEER_DECODE = {"HF": "hf", "CT2 fp32": "ct2_float32_i1x2", "CT2 int8": "ct2_int8_i1x2"}
 
 
@@ -101,6 +105,14 @@ def train_cell(args, config: str, system: str) -> dict:
         steps = ["--configs", config, "--steps", str(args.train_steps)]
         rec = transduce_case(args, "train", steps, root)
         return {**rec, "tok_s": rec.get("tgt_tok_s")}
+    if config == "lstm":
+        return peer_case(
+            args,
+            "bench_rnn.py",
+            ["--case", "train_fp32_feed1", "--threads", str(args.threads)]
+            + ["--batch-tokens", "4096", "--seq-len", "32", "--warmup", "2"]
+            + ["--reps", str(args.train_steps)],
+        )
     rec = peer_case(
         args,
         "bench_train.py",
@@ -127,7 +139,9 @@ def main() -> None:
     ap.add_argument("--beams", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--train", nargs="*", default=["small", "base"], help="training configs")
+    ap.add_argument(
+        "--train", nargs="*", default=["small", "base", "lstm"], help="training configs"
+    )
     ap.add_argument("--train-steps", type=int, default=3)
     ap.add_argument("--timeout", type=int, default=900, help="seconds per case")
     ap.add_argument(
@@ -148,6 +162,8 @@ def main() -> None:
 
     systems = (["transduce before"] if args.before else []) + args.systems
     train_systems = [s for s in systems if s in ("transduce before", "transduce fp32", "HF")]
+    if "lstm" in args.train and "HF" in systems:
+        systems.append(LSTM_REF)
     records = []
 
     def case(workload: str, system: str, fn) -> None:
@@ -168,6 +184,8 @@ def main() -> None:
                 case(workload, system, cell)
     for config in args.train:
         for system in train_systems:
+            if config == "lstm" and system == "HF":
+                system = LSTM_REF
             case(f"train {config}", system, lambda c=config, s=system: train_cell(args, c, s))
 
     table = {}
@@ -178,6 +196,7 @@ def main() -> None:
         "fp32 / CT2 fp32": ("transduce fp32", "CT2 fp32"),
         "int8 / CT2 int8": ("transduce int8", "CT2 int8"),
         "fp32 / before": ("transduce fp32", "transduce before"),
+        "fp32 / LSTM ref": ("transduce fp32", LSTM_REF),
     }
     pairs = {n: (a, b) for n, (a, b) in pairs.items() if a in systems and b in systems}
     ratio_names = list(pairs)

@@ -10,7 +10,8 @@ Three measurements, each printed as a table and appended as JSON lines to
   tokens per sentence (eos forbidden before the last step, forced on it), greedy
   and beam 4. Reported: target tokens per second (batch * 25 / median time).
 * ``train``: forward + backward + AdamW step on batches of 4096 source and 4096
-  target tokens (128 sentences of 32), target tokens per second.
+  target tokens (128 sentences of 32), target tokens per second; ``lstm`` is the
+  attention LSTM of the peers' ``bench_rnn.py`` (2+2 layers, 512, input feeding).
 * ``translate MODEL_DIR``: inputs (sentences, documents, pictures) per second when a
   trained model of any task decodes a data split with beam 5 (the real workload).
 
@@ -41,10 +42,28 @@ from transduce.training.loss import label_smoothed_nll
 CONFIGS = {
     "small": dict(layers=3, d_model=256, heads=4, ffn=1024, vocab=8000),
     "base": dict(layers=6, d_model=512, heads=8, ffn=2048, vocab=32000),
+    # ../shared/bench/peers/bench_rnn.py's reference (OpenNMT-py's default shape): 2-layer
+    # bi-LSTM encoder (256 per direction), 2-layer LSTM decoder of 512, Luong "general"
+    # attention with input feeding, embeddings 512, separate source/target embeddings
+    # and generator, vocab 8000
+    "lstm": dict(layers=2, emb=512, hidden=512, vocab=8000),
 }
 
 
+def lstm_model() -> torch.nn.Module:
+    c = CONFIGS["lstm"]
+    enc = dict(type="lstm", embed_dim=c["emb"], hidden_size=c["hidden"] // 2,
+               layers=c["layers"], bidirectional=True, dropout=0.0)  # fmt: skip
+    dec = dict(type="lstm", embed_dim=c["emb"], hidden_size=c["hidden"], layers=c["layers"],
+               dropout=0.0, attention="general", input_feed=True, bridge=True)  # fmt: skip
+    cfg = ModelConfig(encoder=enc, decoder=dec, share_embeddings=False, tie_embeddings=False)
+    torch.manual_seed(0)
+    return build_model(cfg, c["vocab"], c["vocab"])
+
+
 def peer_model(name: str) -> torch.nn.Module:
+    if name == "lstm":
+        return lstm_model()
     c = CONFIGS[name]
     side = {
         "type": "transformer",

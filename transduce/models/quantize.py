@@ -14,6 +14,10 @@ Measured on this project's CPU (1 thread, machine shared with other jobs), one
 ``(32, 512) x (512, 32000)`` output projection: 10 ms int8 against 74 ms float32
 (the float one reads 64 MB of weights per step). CPU only: PyTorch has no dynamic int8
 kernels for CUDA.
+
+``fp32`` inference packs every ``nn.Linear``'s weight for oneDNN once
+(:mod:`transduce.models.fast_linear`): the same results, decoding about 1.3-2x faster
+on the CPU than MKL's per-call packing.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 from torch import nn
 
 from transduce.config import ConfigError
+from transduce.models.fast_linear import pack_linears, unpack_linears
 
 PRECISIONS = ("fp32", "int8")
 
@@ -41,16 +46,19 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         warnings.simplefilter("ignore")
         from torch.ao.quantization import quantize_dynamic
 
+        unpack_linears(model)  # quantize_dynamic swaps plain nn.Linear layers only
         return quantize_dynamic(
             model, {nn.Linear, nn.LSTM, nn.GRU}, dtype=torch.qint8, inplace=True
         )
 
 
 def apply_precision(model: nn.Module, precision: str) -> nn.Module:
-    """``fp32``: the model as it is; ``int8``: :func:`quantize_int8`."""
+    """``fp32``: the same model, its linear layers packed for oneDNN
+    (:func:`~transduce.models.fast_linear.pack_linears`); ``int8``: :func:`quantize_int8`.
+    In place; returns ``model``."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return quantize_int8(model) if precision == "int8" else model
+    return quantize_int8(model) if precision == "int8" else pack_linears(model)
 
 
 __all__ = ["PRECISIONS", "apply_precision", "quantize_int8"]

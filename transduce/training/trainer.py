@@ -445,7 +445,7 @@ class Trainer:
             for _, weight, term in self.aux_losses:
                 loss = loss + weight * term(self.model, batch, enc_out, attn)
             self.scaler.scale(loss / group_tokens).backward()
-            nll_sum = nll_sum + nll
+            nll_sum = nll_sum + nll.detach()
         comm_start = time.monotonic()
         distributed.all_reduce_gradients(self.model)
         nll_total = distributed.all_reduce_sum(float(nll_sum))

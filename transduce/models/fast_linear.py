@@ -1,0 +1,153 @@
+"""Float32 inference on the CPU with oneDNN's pre-packed weights.
+
+``F.linear`` on the CPU calls MKL's ``sgemm``, which re-arranges (packs) the weight
+for its kernel on every call. Decoding calls every weight once per step with a few
+dozen rows, so that packing is a large share of the step. oneDNN (shipped inside
+PyTorch's CPU build) can pack a weight once (``torch.ops.mkldnn._reorder_linear_weight``)
+and multiply against the packed copy (``torch.ops.mkldnn._linear_pointwise``).
+
+Measured on this project's CPU, float32, the weights of a 6+6-layer d512 decoder
+(48 products) and its 32,000-word output projection, per decoding step
+(benchmarks/RESULTS.md has the table):
+
+    rows   threads   decoder layers: F.linear -> packed   output projection
+    32     1         22.4 -> 15.4 ms                       21.2 -> 11.8 ms
+    32     2         15.1 ->  8.9 ms                       16.7 ->  5.8 ms
+    128    2         36.7 -> 29.4 ms                       37.0 -> 20.1 ms
+
+The packed product gives each row the same result whatever the number of rows
+(MKL's ``sgemm`` does not), and equals ``F.linear`` to float32 rounding.
+
+:func:`linear` is the product used by :class:`PackedLinear` and by decoders'
+output projection. It takes the packed path only where it applies: no autograd
+(decoding, under ``torch.no_grad``/``inference_mode``), CPU, float32 input and
+weight, no autocast, oneDNN present; anywhere else (training, CUDA, bf16) it is
+``F.linear``. The packed copy is cached on the module (never saved, never
+copied) and rebuilt whenever the weight changes: another tensor, new memory
+(``.to()``), or written in place (its ``_version``: an optimizer step,
+``load_state_dict``). It doubles the memory the linear weights take while the
+model decodes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_CACHE = "_packed_weight"
+_ROWS_HINT = 32  # the row count oneDNN chooses the packed layout for; any count works
+
+
+def _available() -> bool:
+    try:
+        return bool(torch.backends.mkldnn.is_available()) and hasattr(
+            torch.ops.mkldnn, "_linear_pointwise"
+        )
+    except (AttributeError, RuntimeError):
+        return False
+
+
+AVAILABLE = _available()
+
+
+def applies(x: Tensor, weight: Tensor) -> bool:
+    """Whether :func:`linear` would take the packed path for ``x`` and ``weight``."""
+    return (
+        AVAILABLE
+        and not torch.is_grad_enabled()
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and weight.device.type == "cpu"
+        and weight.dim() == 2
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+class _Packed:
+    """The cache entry: the weight it was made from, that weight's state, the packed copy.
+
+    oneDNN's packed tensors cannot be copied or pickled, so a deep copy or a pickle of
+    the module holding this gets ``None`` in its place (and packs again when used).
+    """
+
+    __slots__ = ("weight", "key", "packed")
+
+    def __init__(self, weight: Tensor, key: tuple, packed: Tensor) -> None:
+        self.weight, self.key, self.packed = weight, key, packed
+
+    def __deepcopy__(self, memo) -> None:
+        return None
+
+    def __reduce__(self):
+        return (type(None), ())
+
+
+def packed_weight(module: nn.Module, weight: Tensor) -> Tensor:
+    """``weight`` packed for oneDNN, cached on ``module`` until the weight changes."""
+    key = (weight.data_ptr(), weight._version, tuple(weight.shape))
+    cached = module.__dict__.get(_CACHE)
+    if cached is None or cached.weight is not weight or cached.key != key:
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), _ROWS_HINT)
+        cached = _Packed(weight, key, packed)
+        module.__dict__[_CACHE] = cached  # a plain attribute: not a parameter or buffer
+    return cached.packed
+
+
+def linear(module: nn.Module, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``F.linear(x, weight, bias)``, on ``module``'s packed copy of ``weight`` where that
+    applies (see the module docstring)."""
+    if not applies(x, weight):
+        return F.linear(x, weight, bias)
+    return torch.ops.mkldnn._linear_pointwise(
+        x, packed_weight(module, weight), bias, "none", [], ""
+    )
+
+
+def drop_cache(module: nn.Module) -> None:
+    module.__dict__.pop(_CACHE, None)
+
+
+class PackedLinear(nn.Linear):
+    """An ``nn.Linear`` that decodes on a packed copy of its weight (:func:`linear`).
+
+    Same parameters, same state-dict keys, same results to float32 rounding; made by
+    :func:`pack_linears` from existing ``nn.Linear`` modules.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(self, x, self.weight, self.bias)
+
+
+def pack_linears(model: nn.Module) -> nn.Module:
+    """Make every plain ``nn.Linear`` in ``model`` a :class:`PackedLinear`, in place.
+
+    Nothing is packed yet: each layer packs its weight on its first decoding call.
+    A no-op where oneDNN is missing. Returns ``model``.
+    """
+    if AVAILABLE:
+        for m in model.modules():
+            if type(m) is nn.Linear:
+                m.__class__ = PackedLinear
+    return model
+
+
+def unpack_linears(model: nn.Module) -> nn.Module:
+    """Undo :func:`pack_linears` (plain ``nn.Linear`` again, caches dropped), in place."""
+    for m in model.modules():
+        if type(m) is PackedLinear:
+            m.__class__ = nn.Linear
+        drop_cache(m)
+    return model
+
+
+__all__ = [
+    "AVAILABLE",
+    "PackedLinear",
+    "applies",
+    "linear",
+    "pack_linears",
+    "packed_weight",
+    "unpack_linears",
+]
