@@ -180,6 +180,8 @@ def main() -> None:
         for beam in args.beams:
             workload = f"{config} {'greedy' if beam == 1 else f'beam {beam}'}"
             for system in systems:
+                if system == LSTM_REF:
+                    continue
                 cell = functools.partial(decode_cell, args, config, beam, system)
                 case(workload, system, cell)
     for config in args.train:
