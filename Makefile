@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   - create .venv, install, train a small German->English Transformer, translate, print BLEU
+#   make demo   - create .venv, install, train a small German->English attention LSTM, translate, print BLEU
 #   make test   - create .venv, install, run ruff and the whole test suite
 PYTHON ?= python3
 VENV := .venv

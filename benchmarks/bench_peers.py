@@ -12,7 +12,9 @@ target tokens, greedy and beam 4, random-weight Marian-shaped models "small"
 (3+3, d 256, vocab 8000) and "base" (6+6, d 512, vocab 32000); target tokens/s.
 CTranslate2 runs at its best setting on a 2-core machine (1 thread x 2 workers,
 the batch split in two); HF generate and transduce use ``--threads`` threads.
-Training: forward + backward + AdamW on 4096-token batches (128 x 32): "small" and
+Training: forward + backward + AdamW on 4096-token batches (128 x 32), transduce also
+with 2 processes of 1 thread ("transduce 2 proc", as ``transduce train --nproc 2``;
+each takes half of every batch, one all-reduce per update): "small" and
 "base" against HF's Marian, "lstm" (attention LSTM, 2+2 layers of 512, input feeding)
 against the peers' plain-PyTorch reference of the same shape (``bench_rnn.py``,
 column "PyTorch LSTM": HF has no RNN encoder-decoder).
@@ -35,6 +37,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SYSTEMS = ["transduce fp32", "transduce int8", "HF", "CT2 fp32", "CT2 int8"]
+TWO_PROC = "transduce 2 proc"  # training as `transduce train --nproc 2`: 2 processes x 1 thread
 LSTM_REF = "PyTorch LSTM"  # the peers' reference attention LSTM, trained in "train lstm"
 PEER_DECODE = {"HF": "hf", "CT2 fp32": "ct2_float32_i1x2", "CT2 int8": "ct2_int8_i1x2"}
 
@@ -76,9 +79,10 @@ def transduce_case(args, bench: str, extra: list[str], root: Path = HERE.parent)
         return json.loads(out_file.read_text().splitlines()[-1])
 
 
-def decode_cell(args, config: str, beam: int, system: str) -> dict:
+def decode_cell(args, config: str, beam: int, system: str, batch: int = 32) -> dict:
     if system == "transduce before":
         shape = ["--configs", config, "--beams", str(beam), "--reps", str(args.reps)]
+        shape += ["--batch", str(batch)]
         rec = transduce_case(args, "decode", shape, Path(args.before))
         return {**rec, "tok_s": rec.get("tgt_tok_s")}
     if system.startswith("transduce"):
@@ -87,10 +91,10 @@ def decode_cell(args, config: str, beam: int, system: str) -> dict:
             args,
             "decode",
             ["--configs", config, "--beams", str(beam), "--reps", str(args.reps)]
-            + ["--precision", precision],
+            + ["--precision", precision, "--batch", str(batch)],
         )
         return {**rec, "tok_s": rec.get("tgt_tok_s")}
-    shape = ["--batch", "32", "--src-len", "25", "--tgt-len", "25", "--reps", str(args.reps)]
+    shape = ["--batch", str(batch), "--src-len", "25", "--tgt-len", "25", "--reps", str(args.reps)]
     return peer_case(
         args,
         "bench_infer.py",
@@ -103,6 +107,8 @@ def train_cell(args, config: str, system: str) -> dict:
     if system.startswith("transduce"):
         root = Path(args.before) if system == "transduce before" else HERE.parent
         steps = ["--configs", config, "--steps", str(args.train_steps)]
+        if system == TWO_PROC:
+            steps += ["--nproc", "2"]
         rec = transduce_case(args, "train", steps, root)
         return {**rec, "tok_s": rec.get("tgt_tok_s")}
     if config == "lstm":
@@ -143,6 +149,12 @@ def main() -> None:
         "--train", nargs="*", default=["small", "base", "lstm"], help="training configs"
     )
     ap.add_argument("--train-steps", type=int, default=3)
+    ap.add_argument(
+        "--batch1",
+        nargs="*",
+        default=["base"],
+        help="configs also decoded greedily one sentence at a time (the per-step latency)",
+    )
     ap.add_argument("--timeout", type=int, default=900, help="seconds per case")
     ap.add_argument(
         "--before",
@@ -162,6 +174,9 @@ def main() -> None:
 
     systems = (["transduce before"] if args.before else []) + args.systems
     train_systems = [s for s in systems if s in ("transduce before", "transduce fp32", "HF")]
+    if args.train and "transduce fp32" in systems and args.threads == 2:
+        systems.append(TWO_PROC)
+        train_systems.insert(train_systems.index("transduce fp32") + 1, TWO_PROC)
     if "lstm" in args.train and "HF" in systems:
         systems.append(LSTM_REF)
     records = []
@@ -180,10 +195,17 @@ def main() -> None:
         for beam in args.beams:
             workload = f"{config} {'greedy' if beam == 1 else f'beam {beam}'}"
             for system in systems:
-                if system == LSTM_REF:
+                if system in (LSTM_REF, TWO_PROC):
                     continue
                 cell = functools.partial(decode_cell, args, config, beam, system)
                 case(workload, system, cell)
+    for config in args.batch1:
+        workload = f"{config} greedy batch 1"
+        for system in systems:
+            if system in (LSTM_REF, TWO_PROC):
+                continue
+            cell = functools.partial(decode_cell, args, config, 1, system, 1)
+            case(workload, system, cell)
     for config in args.train:
         for system in train_systems:
             if config == "lstm" and system == "HF":
@@ -198,7 +220,9 @@ def main() -> None:
         "fp32 / CT2 fp32": ("transduce fp32", "CT2 fp32"),
         "int8 / CT2 int8": ("transduce int8", "CT2 int8"),
         "fp32 / before": ("transduce fp32", "transduce before"),
+        "2 proc / HF": (TWO_PROC, "HF"),
         "fp32 / LSTM ref": ("transduce fp32", LSTM_REF),
+        "2 proc / LSTM ref": (TWO_PROC, LSTM_REF),
     }
     pairs = {n: (a, b) for n, (a, b) in pairs.items() if a in systems and b in systems}
     ratio_names = list(pairs)
@@ -228,6 +252,15 @@ def main() -> None:
         f"target tokens/s, median of {args.reps} runs; 1-minute load average "
         f"{meta['load_min']:.1f}-{meta['load_max']:.1f} during the run.\n"
     )
+    for config in args.batch1:  # the latency target: a step's time against CT2 int8's
+        row = table.get(f"{config} greedy batch 1", {})
+        for name in ("transduce fp32", "transduce int8"):
+            if row.get(name) and row.get("CT2 int8"):
+                footer += (
+                    f"{config}, batch 1, one greedy step: {name} takes "
+                    f"{row['CT2 int8'] / row[name]:.2f}x the time of CT2 int8 "
+                    f"({1000 / row[name]:.1f} against {1000 / row['CT2 int8']:.1f} ms).\n"
+                )
     text = "\n".join(lines) + "\n" + footer
     print(text)
     Path(args.md).write_text(text, encoding="utf-8")

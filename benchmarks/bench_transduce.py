@@ -133,46 +133,85 @@ def bench_decode(args) -> list[dict]:
     return rows
 
 
-def train_step(model, opt, batches, mask, i: int) -> None:
+def train_step(model, opt, batches, mask, i: int, world: int = 1) -> None:
     src, tgt = batches[i % len(batches)]
     logits, _ = model(src, mask, tgt, need_attention=False)  # as the trainer does
     loss, _, n = label_smoothed_nll(logits, tgt, 0, 0.1)
-    (loss / n).backward()
+    (loss / (n * world)).backward()  # every rank holds the same number of tokens
+    if world > 1:  # as the trainer does: one all-reduce of the summed gradients
+        from transduce.training.distributed import all_reduce_gradients
+
+        all_reduce_gradients(model)
     opt.step()
     opt.zero_grad(set_to_none=True)
+
+
+def _train_one(args, name: str, rank: int = 0, world: int = 1) -> dict:
+    """Time training steps of ``name``; with ``world`` processes each takes 1/world of
+    every batch (the same 4096-token update as one process)."""
+    model = peer_model(name).train()
+    vocab = CONFIGS[name]["vocab"]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    bsz = args.batch_tokens // args.seq_len
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        (torch.randint(4, vocab, (bsz, args.seq_len), generator=g),
+         torch.randint(4, vocab, (bsz, args.seq_len), generator=g))
+        for _ in range(2)
+    ]  # fmt: skip
+    share = bsz // world
+    batches = [(s[rank * share : (rank + 1) * share], t[rank * share : (rank + 1) * share])
+               for s, t in batches]  # fmt: skip
+    mask = torch.ones(share, args.seq_len, dtype=torch.bool)
+    counter = iter(range(10**9))
+    times = timed(
+        lambda: train_step(model, opt, batches, mask, next(counter), world),
+        args.steps,
+        warmup=2,
+    )
+    t = statistics.median(times)
+    return dict(
+        bench="train",
+        config=name,
+        batch=bsz,
+        seq_len=args.seq_len,
+        nproc=world,
+        s_per_step=round(t, 3),
+        tgt_tok_s=round(bsz * args.seq_len / t, 1),
+    )
+
+
+def _train_rank(rank: int, args, name: str, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(max(1, args.threads // args.nproc))
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=args.nproc
+    )
+    try:
+        row = _train_one(args, name, rank, args.nproc)
+        if rank == 0:
+            Path(out).write_text(json.dumps(row))
+    finally:
+        dist.destroy_process_group()
 
 
 def bench_train(args) -> list[dict]:
     rows = []
     for name in args.configs:
-        model = peer_model(name).train()
-        vocab = CONFIGS[name]["vocab"]
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
-        bsz = args.batch_tokens // args.seq_len
-        g = torch.Generator().manual_seed(0)
-        batches = [
-            (torch.randint(4, vocab, (bsz, args.seq_len), generator=g),
-             torch.randint(4, vocab, (bsz, args.seq_len), generator=g))
-            for _ in range(2)
-        ]  # fmt: skip
-        mask = torch.ones(bsz, args.seq_len, dtype=torch.bool)
-        counter = iter(range(10**9))
-        times = timed(
-            lambda: train_step(model, opt, batches, mask, next(counter)),  # noqa: B023
-            args.steps,
-            warmup=2,
-        )
-        t = statistics.median(times)
-        rows.append(
-            dict(
-                bench="train",
-                config=name,
-                batch=bsz,
-                seq_len=args.seq_len,
-                s_per_step=round(t, 3),
-                tgt_tok_s=round(bsz * args.seq_len / t, 1),
-            )
-        )
+        if args.nproc > 1:
+            import tempfile
+
+            import torch.multiprocessing as mp
+
+            from transduce.training.distributed import free_port
+
+            with tempfile.TemporaryDirectory() as tmp:
+                out = str(Path(tmp) / "row.json")
+                mp.spawn(_train_rank, args=(args, name, free_port(), out), nprocs=args.nproc)
+                rows.append(json.loads(Path(out).read_text()))
+        else:
+            rows.append(_train_one(args, name))
         print(rows[-1])
     return rows
 
@@ -222,6 +261,13 @@ def main() -> None:
     t.add_argument("--batch-tokens", type=int, default=4096)
     t.add_argument("--seq-len", type=int, default=32)
     t.add_argument("--steps", type=int, default=5)
+    t.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes (gloo), --threads split between them, each taking "
+        "its share of every batch (as `transduce train --nproc N`)",
+    )
     r = sub.add_parser("translate")
     r.add_argument("model")
     r.add_argument("--split", default="test")

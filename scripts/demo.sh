@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo: train a small Transformer on the embedded German->English sample of
+# The demo: train a small attention LSTM (with copying) on the embedded German->English sample of
 # Debian package descriptions, translate a few sentences, print test BLEU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,7 @@ RUN=runs/demo
 MINUTES=${DEMO_MINUTES:-5}
 start=$(date +%s)
 rm -rf "$RUN"
-echo "== training a small Transformer for $MINUTES minutes (embedded DDTP de-en sample)"
+echo "== training a small attention LSTM for $MINUTES minutes (embedded DDTP de-en sample)"
 $BIN/transduce train configs/demo.yaml --run-dir "$RUN" train.max_minutes="$MINUTES"
 echo
 echo "== translating a few German package descriptions (beam 5)"

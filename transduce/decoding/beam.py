@@ -20,6 +20,13 @@ hypotheses per sentence (see ``transduce.models.base``) and keeps what depends
 only on the source once per sentence; ``state.reorder(rows, sentences=kept)``
 touches the per-sentence entries only when sentences leave the batch.
 
+A ``scorer`` may rescore each step's log-probs (joint CTC/attention decoding,
+:class:`transduce.decoding.ctc.CTCBeamScorer`): ``scorer.start(enc_out, K)`` once,
+``scorer.rescore(log_probs, step)`` every step (it returns the scores the search
+ranks by, never positive, ``-inf`` for what it rules out), and
+``scorer.advance(rows, tokens, kept)`` with the rows the new beam extends, their
+tokens and the sentences still searching (None if all are).
+
 A sentence is done when it reaches its ``max_len`` (eos is forced there, so
 all live hypotheses finish) or when it holds ``beam_size`` finished hypotheses
 and, with ``early_stop=True`` (the default, fairseq's and JoeyNMT's rule), that
@@ -75,6 +82,7 @@ def beam_search(
     early_stop: bool = True,
     prefix: Sequence[Sequence[int]] | None = None,
     eos_in_length: bool = True,
+    scorer: Any | None = None,
 ) -> list[list[Hypothesis]]:
     """Beam search for a batch of sentences.
 
@@ -88,6 +96,7 @@ def beam_search(
         hypotheses start with it, and its tokens count in neither score nor length.
     eos_in_length: the length that normalizes a score counts the eos (transduce's
         and fairseq's rule); False counts only the tokens (CTranslate2's rule).
+    scorer: rescores each step (see the module docstring); not with ``prefix``.
     Returns ``B`` lists of up to ``nbest`` hypotheses. A sentence whose every
     continuation was forbidden by the processors gets one empty hypothesis
     scored ``-inf``.
@@ -96,6 +105,8 @@ def beam_search(
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     if not 1 <= nbest <= beam_size:
         raise ValueError(f"nbest must be between 1 and beam_size ({beam_size}), got {nbest}")
+    if scorer is not None and prefix is not None:
+        raise ValueError("a scorer (joint CTC decoding) does not take a target prefix")
     k = beam_size
     with torch.inference_mode():
         enc_out = model.encode(src, src_mask)
@@ -109,6 +120,8 @@ def beam_search(
         # Tokens of each sentence's prefix: not counted in its length.
         given = forced.lengths.tolist() if forced is not None else [0] * batch_size
         eos_term = 1 if eos_in_length else 0
+        if scorer is not None:
+            scorer.start(enc_out, k)
 
         sentences = list(range(batch_size))  # original index of each active sentence
         # Finished hypotheses per active sentence, kept on the device like the scores.
@@ -138,6 +151,8 @@ def beam_search(
             )  # (A*K, V)
             if forced is not None:
                 log_probs = forced.apply(log_probs, step, min_len, eos_id)
+            if scorer is not None:
+                log_probs = scorer.rescore(log_probs, step)
             vocab_size = log_probs.size(-1)
             # In place: the log-probs are this step's own tensor (next_token_log_probs).
             candidates = log_probs.add_(scores.view(-1, 1)).view(num_active, k * vocab_size)
@@ -208,6 +223,8 @@ def beam_search(
                 attn_history = attn_history[rows]
             forced = forced.select(rows) if forced is not None else None
             scores = scores[kept]
+            if scorer is not None:
+                scorer.advance(rows, tgt_in.view(-1), kept if len(keep) < num_active else None)
             if len(keep) < num_active:
                 state = state.reorder(rows, sentences=kept)
                 enc_out = enc_out.reorder(kept)

@@ -22,10 +22,9 @@ a label / in blank) are kept per hypothesis and extended one token at a time:
 with ``φ_{t-1} = r^b_{t-1}(h) + r^n_{t-1}(h)``, or only ``r^b_{t-1}(h)`` when ``c``
 repeats the last label of ``h`` (all in log space here). Only the ``pre_beam``
 best tokens of the attention decoder are scored with CTC (ESPnet's partial
-scoring); the rest of the search (2K candidates, finishing on eos in the top K,
-length normalization, early stop, min/max length) follows
-:func:`transduce.decoding.beam.beam_search`, so with ``λ = 0`` both give the same
-hypotheses (tested).
+scoring). The search itself is :func:`transduce.decoding.beam.beam_search`, batched
+over utterances, with :class:`CTCBeamScorer` as its ``scorer``; with ``λ = 0`` it is
+plain beam search (tested).
 """
 
 from __future__ import annotations
@@ -35,8 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from transduce.decoding.greedy import Hypothesis, max_len_per_sentence, with_min_len
-from transduce.decoding.processors import next_token_log_probs
+from transduce.decoding.beam import beam_search
+from transduce.decoding.greedy import Hypothesis
 from transduce.models.audio import BLANK_ID, ctc_log_probs
 
 NEG_INF = -float("inf")
@@ -60,39 +59,63 @@ def ctc_greedy_search(model: Any, src: Tensor, src_mask: Tensor) -> list[list[Hy
 
 
 class CTCPrefixScorer:
-    """CTC prefix scores of hypotheses over one utterance's ``(T, V)`` log-probs.
+    """CTC prefix scores of hypotheses over a batch of utterances' log-probs.
 
-    A hypothesis' state is ``(r, log_psi, last)``: ``r`` ``(T, 2)`` holds log
-    ``r^n_t`` and ``r^b_t``; ``log_psi`` its prefix score; ``last`` its last token
-    (None for the empty prefix).
+    ``log_probs`` ``(A, T, V)`` (or ``(T, V)`` for one utterance) with ``lengths``
+    ``(A,)`` frames each. Frames past an utterance's end are made neutral (every
+    label impossible, blank certain), so ``r`` at the last padded frame equals ``r``
+    at the utterance's own last frame and one recursion serves utterances of any
+    length. A hypothesis' state is ``r`` ``(T, 2)``: log ``r^n_t`` and ``r^b_t``;
+    ``N`` hypotheses are scored together, ``sentence`` ``(N,)`` naming the utterance
+    each one belongs to.
     """
 
-    def __init__(self, log_probs: Tensor, eos_id: int = 3, blank_id: int = BLANK_ID) -> None:
-        self.x = log_probs.float()  # (T, V)
-        self.T = self.x.size(0)
+    def __init__(
+        self,
+        log_probs: Tensor,
+        lengths: Tensor | None = None,
+        eos_id: int = 3,
+        blank_id: int = BLANK_ID,
+    ) -> None:
+        x = log_probs.float()
+        if x.dim() == 2:
+            x = x.unsqueeze(0)
+        x = x.clone()
+        A, T, _ = x.shape
+        if lengths is not None:
+            pad = torch.arange(T, device=x.device).unsqueeze(0) >= lengths.to(x.device).view(A, 1)
+            x.masked_fill_(pad.unsqueeze(-1), NEG_INF)
+            x[:, :, blank_id].masked_fill_(pad, 0.0)
+        self.x = x.transpose(0, 1)  # (T, A, V)
+        self.T = T
         self.eos_id = eos_id
         self.blank = blank_id
 
-    def initial_state(self) -> tuple[Tensor, float, int | None]:
-        r = torch.full((self.T, 2), NEG_INF)
-        r[:, 1] = torch.cumsum(self.x[:, self.blank], dim=0)  # only blanks so far
-        return r, 0.0, None
+    def keep(self, sentences: Tensor) -> None:
+        """Only these utterances (indices into the current ones) are scored from now on."""
+        self.x = self.x[:, sentences]
+
+    def initial_state(self, sentence: Tensor) -> Tensor:
+        """``r`` ``(T, 2, N)`` of the empty prefix for hypotheses of utterances ``sentence``."""
+        r = torch.full((self.T, 2, sentence.numel()), NEG_INF, device=self.x.device)
+        r[:, 1] = torch.cumsum(self.x[:, sentence, self.blank], dim=0)  # only blanks so far
+        return r
 
     def extend(
-        self, r_prev: Tensor, last: Tensor, tokens: Tensor, first: bool
+        self, r_prev: Tensor, last: Tensor, tokens: Tensor, first: bool, sentence: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Score ``N`` hypotheses x ``C`` candidate tokens at once.
 
         r_prev ``(T, 2, N)``; last ``(N,)`` last token of each hypothesis (-1 if none);
-        tokens ``(N, C)`` candidates; ``first``: the hypotheses are the empty prefix.
+        tokens ``(N, C)`` candidates; ``first``: the hypotheses are the empty prefix;
+        sentence ``(N,)`` the utterance of each hypothesis.
         Returns ``r (T, 2, N, C)`` of the extensions and ``log_psi (N, C)``; eos
         candidates get the full-sequence score ``log(r^n_T(h) + r^b_T(h))``.
         """
-        x = self.x
         N, C = tokens.shape
-        xc = x[:, tokens.reshape(-1)].view(self.T, N, C)  # (T, N, C) y_t(c)
-        xb = x[:, self.blank].view(self.T, 1, 1)
-        r = torch.full((self.T, 2, N, C), NEG_INF)
+        xc = self.x[:, sentence.unsqueeze(1).expand(N, C), tokens]  # (T, N, C) y_t(c)
+        xb = self.x[:, sentence, self.blank].unsqueeze(-1)  # (T, N, 1)
+        r = torch.full((self.T, 2, N, C), NEG_INF, device=xc.device)
         if first:
             r[0, 0] = xc[0]
         r_sum = torch.logaddexp(r_prev[:, 0], r_prev[:, 1])  # (T, N)
@@ -109,78 +132,49 @@ class CTCPrefixScorer:
         return r, log_psi
 
 
-def _decode_one(
-    model: Any,
-    enc_out: Any,
-    ctc: CTCPrefixScorer | None,
-    beam_size: int,
-    max_len: int,
-    processors: list,
-    nbest: int,
-    len_penalty: float,
-    ctc_weight: float,
-    bos_id: int,
-    eos_id: int,
-) -> list[Hypothesis]:
-    """Joint beam search for one utterance (``enc_out`` has batch 1)."""
-    k = beam_size
-    device = enc_out.memory.device
-    # enc_out stays one sentence: the decoder reads the K rows as K hypotheses of it.
-    scores = torch.full((k,), NEG_INF, device=device)
-    scores[0] = 0.0
-    prefix = torch.empty(k, 0, dtype=torch.long, device=device)
-    tgt_in = torch.full((k, 1), bos_id, dtype=torch.long, device=device)
-    state = None
-    if ctc is not None:
-        r0, _, _ = ctc.initial_state()
-        ctc_r = r0.unsqueeze(-1).expand(-1, -1, k).clone()  # (T, 2, K)
-        ctc_psi = torch.zeros(k)
-        last = torch.full((k,), -1, dtype=torch.long)
-    finished: list[Hypothesis] = []
-    step = 0
-    while True:
-        logits, state, _ = model.decode(tgt_in, enc_out, state, need_attention=False)
-        at_max = torch.full((k,), step >= max_len, device=device)
-        att = next_token_log_probs(logits[:, -1], prefix, processors, at_max, eos_id)  # (K, V)
-        V = att.size(-1)
-        if ctc is None:
-            joint = att
-        else:
-            pre_beam = min(V, 2 * k)
-            cand = att.topk(pre_beam, dim=1).indices  # (K, C)
-            r, psi = ctc.extend(ctc_r, last, cand.cpu(), first=step == 0)
-            delta = (psi - ctc_psi.unsqueeze(1)).to(device)  # (K, C)
-            special = (cand == BLANK_ID) | (cand == bos_id)
-            part = (1 - ctc_weight) * att.gather(1, cand) + ctc_weight * delta
-            part = part.masked_fill(special | att.gather(1, cand).isinf(), NEG_INF)
-            joint = torch.full_like(att, NEG_INF).scatter(1, cand, part)
-        candidates = (scores.view(-1, 1) + joint).view(-1)  # (K*V,)
-        top_scores, top_ids = candidates.topk(2 * k)
-        top_tokens = top_ids % V
-        top_rows = torch.div(top_ids, V, rounding_mode="floor")
-        is_eos = top_tokens == eos_id
-        for j in range(k):
-            if is_eos[j] and top_scores[j].isfinite():
-                tokens = prefix[top_rows[j]].tolist()
-                total = float(top_scores[j])
-                finished.append(Hypothesis(tokens, total / (len(tokens) + 1) ** len_penalty))
-        live = torch.sort(is_eos.long(), stable=True).indices[:k]
-        scores = top_scores[live]
-        rows, new_tokens = top_rows[live], top_tokens[live]
-        if step >= max_len or scores[0] == NEG_INF or len(finished) >= k:
-            break
-        tgt_in = new_tokens.view(-1, 1)
-        prefix = torch.cat([prefix[rows], tgt_in], dim=1)
-        state = state.reorder(rows)
-        if ctc is not None:
-            cols = (cand[rows] == new_tokens.unsqueeze(1)).float().argmax(dim=1).cpu()
-            rows_c = rows.cpu()
-            ctc_r = r[:, :, rows_c, cols]
-            ctc_psi = psi[rows_c, cols]
-            last = new_tokens.cpu()
-        step += 1
-    finished.sort(key=lambda h: h.score, reverse=True)
-    return finished[:nbest] or [Hypothesis(tokens=[], score=NEG_INF)]
+class CTCBeamScorer:
+    """Joint CTC/attention scoring as :func:`~transduce.decoding.beam.beam_search`'s
+    ``scorer``: every step, the ``2K`` best tokens of each hypothesis under the
+    attention decoder are rescored ``(1 - λ) log p_att + λ Δ log ψ`` and every other
+    token is ruled out; the CTC forward variables follow the beam's choices.
+    All hypotheses of all utterances are scored in one recursion over the frames.
+    """
+
+    def __init__(self, model: Any, ctc_weight: float, bos_id: int = 2, eos_id: int = 3) -> None:
+        self.model, self.weight, self.bos_id, self.eos_id = model, ctc_weight, bos_id, eos_id
+
+    def start(self, enc_out: Any, k: int) -> None:
+        log_probs = ctc_log_probs(self.model, enc_out)  # (A, T', V)
+        self.prefix = CTCPrefixScorer(log_probs, enc_out.mask.sum(1), self.eos_id)
+        self.k = k
+        self._rows_of(log_probs.size(0), log_probs.device)
+        self.r = self.prefix.initial_state(self.sentence)  # (T, 2, A*K)
+        self.psi = torch.zeros(self.sentence.numel(), device=log_probs.device)
+        self.last = torch.full_like(self.sentence, -1)
+
+    def _rows_of(self, num_sentences: int, device: torch.device) -> None:
+        self.sentence = torch.arange(num_sentences, device=device).repeat_interleave(self.k)
+
+    def rescore(self, att: Tensor, step: int) -> Tensor:
+        """``(A*K, V)`` attention log-probs -> joint scores, -inf outside the candidates."""
+        cand = att.topk(min(att.size(-1), 2 * self.k), dim=1).indices  # (N, C)
+        r, psi = self.prefix.extend(self.r, self.last, cand, step == 0, self.sentence)
+        att_c = att.gather(1, cand)
+        part = (1 - self.weight) * att_c + self.weight * (psi - self.psi.unsqueeze(1))
+        special = (cand == BLANK_ID) | (cand == self.bos_id) | att_c.isinf()
+        self.cand, self.r_next, self.psi_next = cand, r, psi
+        return torch.full_like(att, NEG_INF).scatter(1, cand, part.masked_fill(special, NEG_INF))
+
+    def advance(self, rows: Tensor, tokens: Tensor, kept: Tensor | None) -> None:
+        """The beam extends ``rows`` by ``tokens``; ``kept``: the sentences still searching
+        (None: all of them)."""
+        cols = (self.cand[rows] == tokens.unsqueeze(1)).float().argmax(dim=1)
+        self.r = self.r_next[:, :, rows, cols]
+        self.psi = self.psi_next[rows, cols]
+        self.last = tokens
+        if kept is not None:
+            self.prefix.keep(kept)
+            self._rows_of(kept.numel(), kept.device)
 
 
 def joint_beam_search(
@@ -196,30 +190,18 @@ def joint_beam_search(
     bos_id: int = 2,
     eos_id: int = 3,
 ) -> list[list[Hypothesis]]:
-    """Joint CTC/attention beam search, one utterance at a time; see the module docstring.
+    """Joint CTC/attention beam search over the whole batch; see the module docstring.
 
     ``ctc_weight`` is λ in ``[0, 1]``: 0 is attention beam search, 1 is CTC prefix
     search guided by the attention decoder's candidate tokens.
     """
     if not 0.0 <= ctc_weight <= 1.0:
         raise ValueError(f"ctc_weight must be in [0, 1], got {ctc_weight}")
-    processors = with_min_len(None, min_len, eos_id)
-    results = []
-    with torch.inference_mode():
-        enc_all = model.encode(src, src_mask)
-        limits = max_len_per_sentence(max_len, src.size(0), enc_all.memory.device).tolist()
-        log_probs = ctc_log_probs(model, enc_all) if ctc_weight > 0 else None
-        for b in range(src.size(0)):
-            n = int(enc_all.mask[b].sum())
-            one = enc_all.reorder(torch.tensor([b], device=enc_all.memory.device))
-            ctc = CTCPrefixScorer(log_probs[b, :n].cpu(), eos_id) if log_probs is not None else None
-            results.append(
-                _decode_one(
-                    model, one, ctc, beam_size, limits[b], processors, nbest,
-                    len_penalty, ctc_weight, bos_id, eos_id,
-                )
-            )  # fmt: skip
-    return results
+    scorer = CTCBeamScorer(model, ctc_weight, bos_id, eos_id) if ctc_weight > 0 else None
+    return beam_search(
+        model, src, src_mask, beam_size, max_len, min_len=min_len, nbest=nbest,
+        len_penalty=len_penalty, bos_id=bos_id, eos_id=eos_id, scorer=scorer,
+    )  # fmt: skip
 
 
 def ctc_search(model: Any, src: Tensor, src_mask: Tensor, dcfg: Any, max_len: Tensor):
@@ -243,4 +225,10 @@ def ctc_search(model: Any, src: Tensor, src_mask: Tensor, dcfg: Any, max_len: Te
     raise ConfigError(f"decode.mode: '{dcfg.mode}' is not one of attention, ctc_greedy, joint")
 
 
-__all__ = ["CTCPrefixScorer", "ctc_greedy_search", "ctc_search", "joint_beam_search"]
+__all__ = [
+    "CTCBeamScorer",
+    "CTCPrefixScorer",
+    "ctc_greedy_search",
+    "ctc_search",
+    "joint_beam_search",
+]

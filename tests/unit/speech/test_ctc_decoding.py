@@ -32,12 +32,14 @@ def brute_force(log_probs, prefix, exact=False):
     return math.log(total)
 
 
-def score_prefix(scorer, prefix):
-    r, psi, last = scorer.initial_state()
-    r = r.unsqueeze(-1)
+ONE = torch.tensor([0])  # the hypothesis belongs to utterance 0
+
+
+def score_prefix(scorer, prefix, sentence=ONE):
+    r, psi, last = scorer.initial_state(sentence), 0.0, -1
     for i, c in enumerate(prefix):
         r_new, psi_new = scorer.extend(
-            r, torch.tensor([last if last is not None else -1]), torch.tensor([[c]]), first=i == 0
+            r, torch.tensor([last]), torch.tensor([[c]]), first=i == 0, sentence=sentence
         )
         r, psi, last = r_new[:, :, :, 0], float(psi_new[0, 0]), c
     return r, psi
@@ -53,7 +55,9 @@ def test_prefix_scores_equal_brute_force():
         assert math.isclose(psi, brute_force(log_probs, prefix), rel_tol=1e-4), prefix
         # eos: probability of exactly the prefix
         r, _ = score_prefix(scorer, prefix)
-        _, psi_eos = scorer.extend(r, torch.tensor([prefix[-1]]), torch.tensor([[3]]), first=False)
+        _, psi_eos = scorer.extend(
+            r, torch.tensor([prefix[-1]]), torch.tensor([[3]]), first=False, sentence=ONE
+        )
         assert math.isclose(
             float(psi_eos[0, 0]), brute_force(log_probs, prefix, exact=True), rel_tol=1e-4
         )
@@ -64,7 +68,9 @@ def test_prefix_scores_batched_over_candidates():
     log_probs = torch.log_softmax(torch.randn(6, 5), dim=-1)
     scorer = CTCPrefixScorer(log_probs, eos_id=3)
     r1, _ = score_prefix(scorer, [1])
-    r_all, psi = scorer.extend(r1, torch.tensor([1]), torch.tensor([[1, 2, 4]]), first=False)
+    r_all, psi = scorer.extend(
+        r1, torch.tensor([1]), torch.tensor([[1, 2, 4]]), first=False, sentence=ONE
+    )
     for j, c in enumerate([1, 2, 4]):
         assert math.isclose(float(psi[0, j]), brute_force(log_probs, [1, c]), rel_tol=1e-4)
 
@@ -103,3 +109,42 @@ def test_joint_and_ctc_greedy_run_and_differ_sensibly():
     assert len(joint) == 2
     for hs in joint:
         assert all(t not in (0, 2, 3) for t in hs[0].tokens)  # never blank, bos or eos
+
+
+def test_prefix_scores_of_padded_utterances_in_a_batch():
+    """Utterances of different lengths scored together: each as if alone (brute force)."""
+    torch.manual_seed(2)
+    lengths = torch.tensor([5, 3, 4])
+    log_probs = torch.log_softmax(torch.randn(3, 5, 5), dim=-1)
+    log_probs[1, 3:] = 99.0  # padding frames hold garbage: they must not count
+    scorer = CTCPrefixScorer(log_probs, lengths, eos_id=3)
+    for u, n in enumerate(lengths.tolist()):
+        alone = log_probs[u, :n]
+        for prefix in ([1], [2, 1], [4, 4]):
+            r, psi = score_prefix(scorer, prefix, torch.tensor([u]))
+            assert math.isclose(psi, brute_force(alone, prefix), rel_tol=1e-4), (u, prefix)
+            _, psi_eos = scorer.extend(
+                r, torch.tensor([prefix[-1]]), torch.tensor([[3]]), False, torch.tensor([u])
+            )
+            exact = brute_force(alone, prefix, exact=True)
+            assert math.isclose(float(psi_eos[0, 0]), exact, rel_tol=1e-4), (u, prefix)
+
+
+def test_joint_search_of_a_batch_equals_one_utterance_at_a_time():
+    model = tiny_model()
+    torch.manual_seed(3)
+    src = torch.randn(4, 90, 80)
+    lengths = torch.tensor([90, 41, 66, 20])
+    mask = torch.arange(90).unsqueeze(0) < lengths.unsqueeze(1)
+    for beam, nbest, weight in ((1, 1, 0.3), (3, 2, 0.5), (4, 3, 1.0)):
+        kw = dict(beam_size=beam, max_len=torch.tensor([12, 5, 9, 3]), ctc_weight=weight)
+        batched = joint_beam_search(model, src, mask, nbest=nbest, **kw)
+        for b in range(4):
+            n = int(lengths[b])
+            alone = joint_beam_search(
+                model, src[b : b + 1, :n], mask[b : b + 1, :n], nbest=nbest,
+                **{**kw, "max_len": int(kw["max_len"][b])},
+            )[0]  # fmt: skip
+            assert [h.tokens for h in batched[b]] == [h.tokens for h in alone], (beam, b)
+            for h, a in zip(batched[b], alone):
+                assert math.isclose(h.score, a.score, rel_tol=1e-4, abs_tol=1e-4)
