@@ -179,6 +179,7 @@ def main() -> None:
         train_systems.insert(train_systems.index("transduce fp32") + 1, TWO_PROC)
     if "lstm" in args.train and "HF" in systems:
         systems.append(LSTM_REF)
+    decode_systems = [s for s in systems if s not in (LSTM_REF, TWO_PROC)]
     records = []
 
     def case(workload: str, system: str, fn) -> None:
@@ -194,16 +195,12 @@ def main() -> None:
     for config in args.configs:
         for beam in args.beams:
             workload = f"{config} {'greedy' if beam == 1 else f'beam {beam}'}"
-            for system in systems:
-                if system in (LSTM_REF, TWO_PROC):
-                    continue
+            for system in decode_systems:
                 cell = functools.partial(decode_cell, args, config, beam, system)
                 case(workload, system, cell)
     for config in args.batch1:
         workload = f"{config} greedy batch 1"
-        for system in systems:
-            if system in (LSTM_REF, TWO_PROC):
-                continue
+        for system in decode_systems:
             cell = functools.partial(decode_cell, args, config, 1, system, 1)
             case(workload, system, cell)
     for config in args.train:

@@ -80,9 +80,9 @@ class CTCPrefixScorer:
         x = log_probs.float()
         if x.dim() == 2:
             x = x.unsqueeze(0)
-        x = x.clone()
         A, T, _ = x.shape
         if lengths is not None:
+            x = x.clone()  # the caller's log-probs stay as they are
             pad = torch.arange(T, device=x.device).unsqueeze(0) >= lengths.to(x.device).view(A, 1)
             x.masked_fill_(pad.unsqueeze(-1), NEG_INF)
             x[:, :, blank_id].masked_fill_(pad, 0.0)
