@@ -72,6 +72,9 @@ def peer_model(name: str) -> torch.nn.Module:
         "ff_dim": c["ffn"],
         "layers": c["layers"],
         "dropout": 0.1,
+        # as the peers' MarianConfig: dropout 0.1 on embeddings and sublayer outputs,
+        # none on attention weights or inside the feed-forward (activation_dropout 0)
+        "activation_dropout": 0.0,
     }
     cfg = ModelConfig(encoder=dict(side), decoder=dict(side), share_embeddings=True)
     torch.manual_seed(0)

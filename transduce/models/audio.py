@@ -24,6 +24,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transduce.config import ConfigError
 from transduce.models.attention import MultiHeadAttention
 from transduce.models.base import Encoder, EncoderOutput
+from transduce.models.dropout import Dropout
 from transduce.models.embeddings import SinusoidalPositionalEncoding
 from transduce.models.transformer import (
     FeedForward,
@@ -190,7 +191,7 @@ class SpeechEncoder(Encoder):
         self.front_cfg = cfg
         self.n_mels = cfg.n_mels
         self.subsample = ConvSubsampling(cfg.n_mels, cfg.subsampling_channels, d_model)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def _head(self, cfg: SpeechFrontEndConfig, ctx: BuildContext) -> None:
         self.ctc_head = (
@@ -236,7 +237,7 @@ class ConvModule(nn.Module):
         self.dw = nn.Conv1d(d, d, kernel, padding=kernel // 2, groups=d)
         self.norm = nn.LayerNorm(d)
         self.pw2 = nn.Linear(d, d)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         x = F.glu(self.pw1(x), dim=-1) * mask.unsqueeze(-1)  # padding must not enter the conv
@@ -255,7 +256,7 @@ class ConformerLayer(nn.Module):
         self.attn = MultiHeadAttention(d, cfg.heads, cfg.attention_dropout)
         self.conv = ConvModule(d, cfg.conv_kernel, cfg.dropout)
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(5))
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         n = self.norms

@@ -50,6 +50,7 @@ from transduce.models.base import (
     unfold_rows,
 )
 from transduce.models.copy import check_copy_vocab, copy_log_probs, in_vocab, source_ids_of
+from transduce.models.dropout import Dropout
 from transduce.models.embeddings import build_token_embedding
 from transduce.registry import BuildContext, register_decoder, register_encoder
 
@@ -108,7 +109,7 @@ class RecurrentEncoder(Encoder):
         _check_positive("model.encoder", **_sizes(cfg))
         self.cell = cell
         self.embedding = build_token_embedding(ctx.src_vocab_size, cfg.embed_dim, ctx.pad_id)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.rnn = rnn_cls(
             cfg.embed_dim,
             cfg.hidden_size,
@@ -226,7 +227,7 @@ class RecurrentDecoder(Decoder):
         self.layers, self.hidden_size, self.memory_dim = L, H, D
         self.vocab_size = ctx.tgt_vocab_size
         self.embedding = build_token_embedding(ctx.tgt_vocab_size, E, ctx.pad_id)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.attention = build_rnn_attention(cfg.attention, H, D)
         # What joins the embedding at every step: fixed context (none), attention
         # context (Bahdanau) or the previous attentional vector h~ (Luong input feeding).

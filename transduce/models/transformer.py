@@ -43,6 +43,7 @@ from transduce.models.base import (
     unfold_rows,
 )
 from transduce.models.copy import check_copy_vocab, copy_log_probs, in_vocab, source_ids_of
+from transduce.models.dropout import Dropout
 from transduce.models.embeddings import (
     build_positions,
     build_token_embedding,
@@ -62,6 +63,7 @@ class TransformerEncoderConfig:
     layers: int = 6
     dropout: float = 0.1  # on embeddings, sublayer outputs and inside the feed-forward
     attention_dropout: float = 0.0  # on attention weights
+    activation_dropout: float | None = None  # inside the feed-forward; None = dropout
     activation: str = "relu"  # relu | gelu
     norm_first: bool = True  # pre-norm (with a final LayerNorm); false = post-norm
     positions: str = "sinusoidal"  # sinusoidal | learned
@@ -83,13 +85,18 @@ def _validate(cfg: TransformerEncoderConfig, where: str) -> None:
         raise ConfigError(
             f"{where}.d_model ({cfg.d_model}) must be divisible by {where}.heads ({cfg.heads})"
         )
-    for name in ("dropout", "attention_dropout"):
-        if not 0.0 <= getattr(cfg, name) < 1.0:
+    for name in ("dropout", "attention_dropout", "activation_dropout"):
+        if getattr(cfg, name) is not None and not 0.0 <= getattr(cfg, name) < 1.0:
             raise ConfigError(f"{where}.{name} must be in [0, 1), got {getattr(cfg, name)}")
     if cfg.activation not in ("relu", "gelu"):
         raise ConfigError(f"{where}.activation must be relu or gelu, got {cfg.activation!r}")
     if cfg.positions not in ("sinusoidal", "learned"):
         raise ConfigError(f"{where}.positions must be sinusoidal or learned, got {cfg.positions!r}")
+
+
+def activation_dropout(cfg: TransformerEncoderConfig) -> float:
+    """The feed-forward's inner dropout: ``activation_dropout``, or ``dropout`` when unset."""
+    return cfg.dropout if cfg.activation_dropout is None else cfg.activation_dropout
 
 
 class FeedForward(nn.Module):
@@ -100,7 +107,7 @@ class FeedForward(nn.Module):
         self.fc1 = nn.Linear(d_model, ff_dim)
         self.fc2 = nn.Linear(ff_dim, d_model)
         self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc2(self.dropout(self.act(self.fc1(x))))
@@ -113,7 +120,7 @@ class _Residual(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
         self.norm_first = norm_first
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
         if self.norm_first:
@@ -126,7 +133,7 @@ class TransformerEncoderLayer(nn.Module):
         super().__init__()
         d = cfg.d_model
         self.self_attn = MultiHeadAttention(d, cfg.heads, cfg.attention_dropout)
-        self.ff = FeedForward(d, cfg.ff_dim, cfg.activation, cfg.dropout)
+        self.ff = FeedForward(d, cfg.ff_dim, cfg.activation, activation_dropout(cfg))
         self.res_attn = _Residual(d, cfg.norm_first, cfg.dropout)
         self.res_ff = _Residual(d, cfg.norm_first, cfg.dropout)
 
@@ -142,7 +149,7 @@ class TransformerDecoderLayer(nn.Module):
         d = cfg.d_model
         self.self_attn = MultiHeadAttention(d, cfg.heads, cfg.attention_dropout)
         self.cross_attn = MultiHeadAttention(d, cfg.heads, cfg.attention_dropout, memory_dim)
-        self.ff = FeedForward(d, cfg.ff_dim, cfg.activation, cfg.dropout)
+        self.ff = FeedForward(d, cfg.ff_dim, cfg.activation, activation_dropout(cfg))
         self.res_self = _Residual(d, cfg.norm_first, cfg.dropout)
         self.res_cross = _Residual(d, cfg.norm_first, cfg.dropout)
         self.res_ff = _Residual(d, cfg.norm_first, cfg.dropout)
@@ -199,7 +206,7 @@ class TransformerEncoder(Encoder):
         self.scale = embedding_scale(d, cfg.embed_scale)
         self.embedding = build_token_embedding(ctx.src_vocab_size, d, ctx.pad_id, std=d**-0.5)
         self.positions = build_positions(cfg.positions, d, cfg.max_positions)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.layers = nn.ModuleList(TransformerEncoderLayer(cfg) for _ in range(cfg.layers))
         # Pre-norm leaves the residual stream un-normalised; normalise it once at the end.
         self.final_norm = nn.LayerNorm(d) if cfg.norm_first else nn.Identity()
@@ -231,7 +238,7 @@ class TransformerDecoder(Decoder):
         self.scale = embedding_scale(d, cfg.embed_scale)
         self.embedding = build_token_embedding(ctx.tgt_vocab_size, d, ctx.pad_id, std=d**-0.5)
         self.positions = build_positions(cfg.positions, d, cfg.max_positions)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
             TransformerDecoderLayer(cfg, ctx.memory_dim) for _ in range(cfg.layers)
         )

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from transduce.config import ConfigError
 from transduce.models.base import Encoder, EncoderOutput
+from transduce.models.dropout import Dropout
 from transduce.registry import BuildContext, register_encoder
 
 # ImageNet-like statistics; the stem normalizes so callers pass plain [0, 1] pixels.
@@ -118,7 +119,7 @@ class ResNetEncoder(Encoder):
             self.col_pos = nn.Parameter(torch.randn(cfg.max_grid, D) * 0.02)
         else:
             self.row_pos = self.col_pos = None
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.output_dim = D
 
     def grid(self, image_size: int) -> int:

@@ -96,6 +96,8 @@ def test_encoder_padding_changes_nothing(section: dict) -> None:
         ("decoder", {"type": "transformer", "d_model": 10, "heads": 4}, "divisible"),
         ("decoder", {"type": "transformer", "activation": "swish"}, "activation"),
         ("encoder", {"type": "transformer", "positions": "rope"}, "positions"),
+        ("encoder", {"type": "transformer", "activation_dropout": 1.0}, "activation_dropout"),
+        ("decoder", {"type": "transformer", "activation_dropout": "x"}, "activation_dropout"),
         ("encoder", {"type": "lstm", "hidden_size": 0}, "hidden_size"),
         ("encoder", {"type": "lstm", "hiden_size": 8}, "hidden_size"),
     ],
@@ -108,6 +110,17 @@ def test_config_errors_are_clear(part: str, section: dict, match: str) -> None:
     sections[part] = section
     with pytest.raises(ConfigError, match=match):
         build_model(ModelConfig(**sections), V, V, PAD)
+
+
+def test_activation_dropout_defaults_to_dropout() -> None:
+    def ff_dropouts(**extra) -> set[float]:
+        side = {"type": "transformer", "d_model": 8, "heads": 2, "ff_dim": 16, "dropout": 0.3}
+        model = build_model(ModelConfig(encoder={**side, **extra}, decoder={**side, **extra}),
+                            V, V, PAD)  # fmt: skip
+        return {m.dropout.p for n, m in model.named_modules() if n.endswith(".ff")}
+
+    assert ff_dropouts() == {0.3}
+    assert ff_dropouts(activation_dropout=0.0) == {0.0}
 
 
 def toy_pairs() -> tuple[torch.Tensor, ...]:
