@@ -1,4 +1,4 @@
-"""Name -> class registries for encoders and decoders.
+"""Name -> class registries for encoders and decoders, and for auxiliary loss terms.
 
 Adding an encoder is one file plus one import line in ``models/__init__.py``::
 
@@ -79,6 +79,45 @@ def resolve_config(part: str, section: dict, where: str) -> tuple[type, Any]:
     cls, config_cls = table[name]
     params = {k: v for k, v in section.items() if k != "type"}
     return cls, build_dataclass(config_cls, params, where)
+
+
+# Auxiliary loss terms -------------------------------------------------------------
+#
+# Some models add a term to the cross entropy: coverage (summarization), doubly
+# stochastic attention (captioning), CTC on the encoder (speech). Each term is a
+# function registered by name and switched on in the config with a weight:
+#
+#     train:
+#       aux_losses: {coverage: 1.0}
+#
+# A term is called as ``fn(model, batch, enc_out, attn) -> Tensor``: a 0-dim sum over
+# the batch on the same scale as the cross entropy's summed loss
+# (``training.loss.label_smoothed_nll``: summed, not averaged, over target tokens or
+# sequences), so the trainer can divide everything by the number of target tokens at
+# once. ``attn`` is the decoder's ``(B, T, S)`` attention (or None), ``enc_out`` the
+# :class:`EncoderOutput`.
+
+AuxLoss = Callable[..., Any]  # -> a 0-dim Tensor
+AUX_LOSSES: dict[str, AuxLoss] = {}
+
+
+def register_aux_loss(name: str) -> Callable[[AuxLoss], AuxLoss]:
+    def wrap(fn: AuxLoss) -> AuxLoss:
+        AUX_LOSSES[name] = fn
+        return fn
+
+    return wrap
+
+
+def build_aux_losses(weights: dict[str, float]) -> list[tuple[str, float, AuxLoss]]:
+    """``{"coverage": 1.0}`` -> ``[("coverage", 1.0, fn)]``; unknown names are a ConfigError."""
+    terms = []
+    for name, weight in weights.items():
+        if name not in AUX_LOSSES:
+            known = ", ".join(sorted(AUX_LOSSES)) or "none registered"
+            raise ConfigError(f"train.aux_losses: unknown loss '{name}' (known: {known})")
+        terms.append((name, float(weight), AUX_LOSSES[name]))
+    return terms
 
 
 def build_encoder(section: dict, ctx: BuildContext, where: str = "model.encoder") -> Any:

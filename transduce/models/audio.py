@@ -31,8 +31,7 @@ from transduce.models.transformer import (
     TransformerEncoderConfig,
     TransformerEncoderLayer,
 )
-from transduce.registry import BuildContext, register_encoder
-from transduce.training.loss import register_aux_loss
+from transduce.registry import BuildContext, register_aux_loss, register_encoder
 
 BLANK_ID = 0  # CTC blank = the pad id
 

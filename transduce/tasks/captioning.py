@@ -38,8 +38,8 @@ from transduce.data.images import augment, load_image, to_float
 from transduce.data.readers import resolve_data_path
 from transduce.data.tokenizers import load_tokenizers, save_tokenizers, train_tokenizer
 from transduce.evaluation.metrics import compute_metrics
+from transduce.registry import register_aux_loss
 from transduce.tasks.base import Batch, Example, Task, register_task, target_tensors
-from transduce.training.loss import register_aux_loss
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,16 @@ Positions whose target is ``pad_id`` count nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+# Auxiliary loss terms (coverage, doubly stochastic attention, CTC) are registered by
+# name in transduce.registry, below the models and tasks that define them; the
+# trainer reads them from here.
+from transduce.registry import AUX_LOSSES, AuxLoss, build_aux_losses, register_aux_loss
 
 
 def label_smoothed_nll(
@@ -96,41 +100,10 @@ class _SmoothedNLL(torch.autograd.Function):
         return grad, None, None, None
 
 
-# Auxiliary loss terms -------------------------------------------------------------
-#
-# Some models add a term to the cross entropy: coverage (summarization), doubly
-# stochastic attention (captioning), CTC on the encoder (speech). Each term is a
-# function registered by name and switched on in the config with a weight:
-#
-#     train:
-#       aux_losses: {coverage: 1.0}
-#
-# A term is called as ``fn(model, batch, enc_out, attn) -> Tensor``: a 0-dim sum
-# over the batch on the same scale as ``loss_sum`` above (summed, not averaged,
-# over target tokens or sequences), so the trainer can divide everything by the
-# number of target tokens at once. ``attn`` is the decoder's ``(B, T, S)``
-# attention (or None), ``enc_out`` the :class:`EncoderOutput`.
-
-AuxLoss = Callable[..., Tensor]
-AUX_LOSSES: dict[str, AuxLoss] = {}
-
-
-def register_aux_loss(name: str) -> Callable[[AuxLoss], AuxLoss]:
-    def wrap(fn: AuxLoss) -> AuxLoss:
-        AUX_LOSSES[name] = fn
-        return fn
-
-    return wrap
-
-
-def build_aux_losses(weights: dict[str, float]) -> list[tuple[str, float, AuxLoss]]:
-    """``{"coverage": 1.0}`` -> ``[("coverage", 1.0, fn)]``; unknown names are a ConfigError."""
-    from transduce.config import ConfigError
-
-    terms = []
-    for name, weight in weights.items():
-        if name not in AUX_LOSSES:
-            known = ", ".join(sorted(AUX_LOSSES)) or "none registered"
-            raise ConfigError(f"train.aux_losses: unknown loss '{name}' (known: {known})")
-        terms.append((name, float(weight), AUX_LOSSES[name]))
-    return terms
+__all__ = [
+    "AUX_LOSSES",
+    "AuxLoss",
+    "build_aux_losses",
+    "label_smoothed_nll",
+    "register_aux_loss",
+]
