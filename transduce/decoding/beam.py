@@ -55,6 +55,7 @@ from transduce.decoding.greedy import (
 )
 from transduce.decoding.prefix import ForcedPrefix, start_inputs
 from transduce.decoding.processors import LogitsProcessor, next_token_log_probs
+from transduce.decoding.topk import topk_rows
 
 
 def _live_can_improve(
@@ -156,7 +157,7 @@ def beam_search(
             vocab_size = log_probs.size(-1)
             # In place: the log-probs are this step's own tensor (next_token_log_probs).
             candidates = log_probs.add_(scores.view(-1, 1)).view(num_active, k * vocab_size)
-            top_scores, top_ids = candidates.topk(2 * k, dim=1)  # (A, 2K), best first
+            top_scores, top_ids = topk_rows(candidates, 2 * k)  # (A, 2K), best first
             top_tokens = top_ids % vocab_size
             # Row of the flat (A*K) batch that each candidate extends.
             first_row = torch.arange(num_active, device=device).unsqueeze(1) * k

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from transduce.decoding.prefix import ForcedPrefix, start_inputs
 from transduce.decoding.processors import LogitsProcessor, MinLength, next_token_log_probs
+from transduce.decoding.topk import argmax_rows
 from transduce.models.base import EncoderOutput
 
 
@@ -190,7 +191,7 @@ def greedy_search(
             model,
             enc_out,
             max_lens,
-            choose=lambda log_probs: log_probs.argmax(dim=-1),
+            choose=argmax_rows,
             processors=with_min_len(processors, 0 if forced is not None else min_len, eos_id),
             bos_id=bos_id,
             eos_id=eos_id,

@@ -121,6 +121,24 @@ def build_rnn_attention(kind: str, query_dim: int, key_dim: int) -> nn.Module | 
     )
 
 
+def _few_queries(
+    q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, causal: bool, scale: float
+) -> Tensor:
+    """Softmax attention as two batched products: q ``(B, h, T, dh)`` over k, v
+    ``(B, h, S, dh)`` -> ``(B, h, T, dh)``; the masks as in :meth:`MultiHeadAttention.attend`."""
+    B, h, T, dh = q.shape
+    S = k.size(2)
+    scores = torch.matmul(q * scale, k.transpose(-2, -1))  # (B, h, T, S)
+    low = torch.finfo(scores.dtype).min
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None, None, :], low)
+    if causal:
+        rows = torch.arange(T, device=q.device).unsqueeze(1) + (S - T)
+        later = torch.arange(S, device=q.device).unsqueeze(0) > rows  # (T, S)
+        scores = scores.masked_fill(later, low)
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention (Vaswani et al. 2017).
 
@@ -193,6 +211,14 @@ class MultiHeadAttention(nn.Module):
         S = k.size(2)
         q = self._split(self.q_proj(query))  # (B, h, T, dh)
         p = self.dropout if self.training else 0.0
+        if 1 < T <= 8 and not need_weights and not torch.is_grad_enabled() and q.is_cpu:
+            # A few queries at inference (beam search's hypotheses of a sentence, folded
+            # onto its cross-attention keys): two batched products are 4x faster here than
+            # the CPU's fused kernel, which blocks over queries (626 -> 155 us at
+            # q (32, 8, 4, 64) over 25 keys). One query per row stays fused (as fast).
+            out = _few_queries(q, k, v, key_mask, causal, self.d_head**-0.5)
+            out = out.transpose(1, 2).reshape(B, T, self.heads * self.d_head)
+            return self.out_proj(out), None
         if causal and key_mask is None and not need_weights and (T == 1 or T == S):
             # The common cases need no mask tensor at all: one new token sees every
             # cached key; a whole sequence from scratch is SDPA's own causal case.

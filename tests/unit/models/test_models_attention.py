@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from transduce.config import ConfigError
+from transduce.models import attention
 from transduce.models.attention import (
     AdditiveAttention,
     MultiHeadAttention,
@@ -95,6 +96,33 @@ def test_multihead_fast_path_equals_weights_path(causal: bool) -> None:
     torch.testing.assert_close(fast, slow, atol=1e-6, rtol=1e-5)
     if causal:  # nothing after the query's own position
         assert torch.all(w.triu(diagonal=1) == 0)
+
+
+@pytest.mark.parametrize("queries", [2, 5, 8])
+@pytest.mark.parametrize("masked,causal", [(False, False), (True, False), (True, True)])
+def test_multihead_few_queries_path_equals_fused(
+    queries: int, masked: bool, causal: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At inference 2-8 queries take two batched products instead of the fused kernel."""
+    calls = []
+    few_queries = attention._few_queries
+    monkeypatch.setattr(attention, "_few_queries", lambda *a: calls.append(1) or few_queries(*a))
+    torch.manual_seed(queries)
+    mha = MultiHeadAttention(16, 4).eval()
+    keys = torch.randn(3, 9, 16)
+    q = keys[:, -queries:] if causal else torch.randn(3, queries, 16)
+    key_mask = torch.tensor([[True] * 9, [True] * 9, [True] * 6 + [False] * 3]) if masked else None
+    with torch.inference_mode():
+        few, _ = mha(q, keys, key_mask=key_mask, causal=causal)
+        _, w = mha(q, keys, key_mask=key_mask, causal=causal, need_weights=True)
+    assert len(calls) == 1  # the inference call, not the one asking for weights
+    fused, _ = mha(q, keys, key_mask=key_mask, causal=causal)  # autograd on: the fused kernel
+    assert len(calls) == 1
+    torch.testing.assert_close(few, fused, atol=1e-6, rtol=1e-5)
+    if masked:
+        assert torch.all(w[2, :, 6:] == 0)  # padded keys get no weight
+    if causal:  # query i sees keys up to 9 - queries + i
+        assert torch.all(w.triu(diagonal=9 - queries + 1) == 0)
 
 
 def test_multihead_cache_equals_full_causal() -> None:
