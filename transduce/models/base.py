@@ -135,12 +135,39 @@ class DecoderState:
     hidden state, self-attention cache) and *per-sentence* ones named in
     ``per_sentence`` (dim 0 = the encoded sentences, shared by the ``groups``
     hypotheses of each sentence: projected cross-attention keys/values).
+
+    Per-hypothesis entries named in ``lazy`` are reordered lazily: :meth:`reorder`
+    leaves their tensors as they are and records which stored row each new row is
+    (:attr:`order`), so a decoder that copies the entry anyway on its next step
+    (the self-attention cache, which grows by a token) picks the rows in that same
+    copy. Read them through :meth:`resolved` unless you apply :attr:`order` yourself.
     """
 
-    def __init__(self, per_sentence: tuple[str, ...] = (), groups: int = 1, **entries: Any) -> None:
+    def __init__(
+        self,
+        per_sentence: tuple[str, ...] = (),
+        groups: int = 1,
+        lazy: tuple[str, ...] = (),
+        order: Tensor | None = None,
+        **entries: Any,
+    ) -> None:
         self.__dict__.update(entries)
         self._per_sentence = tuple(per_sentence)
         self._groups = groups
+        self._lazy = tuple(lazy)
+        self._order = order if self._lazy else None
+
+    @property
+    def order(self) -> Tensor | None:
+        """Row ``i`` of every ``lazy`` entry is its stored row ``order[i]``; None: row ``i``."""
+        return self._order
+
+    def resolved(self, name: str) -> Any:
+        """Entry ``name`` with its rows in order (a lazy entry's pending reorder applied)."""
+        value = getattr(self, name)
+        if name in self._lazy and self._order is not None:
+            return _select(value, self._order)
+        return value
 
     @property
     def groups(self) -> int:
@@ -166,9 +193,18 @@ class DecoderState:
         for k, v in self.entries().items():
             if k in self._per_sentence:
                 entries[k] = v if sentences is None else _select(v, sentences)
+            elif k in self._lazy:
+                entries[k] = v  # rows picked through `order` when next read
             else:
                 entries[k] = _select(v, index)
-        return DecoderState(per_sentence=self._per_sentence, groups=self._groups, **entries)
+        order = index if self._order is None else self._order.index_select(0, index)
+        return DecoderState(
+            per_sentence=self._per_sentence,
+            groups=self._groups,
+            lazy=self._lazy,
+            order=order,
+            **entries,
+        )
 
     def __repr__(self) -> str:
         parts = []

@@ -5,7 +5,9 @@ The decoder decodes incrementally with a key/value cache kept in the
 
 * ``self_k``, ``self_v``: per layer ``(B, heads, T_so_far, d_head)``: the
   self-attention keys/values of every target position read so far. Its length
-  ``T_so_far`` is the positional offset of the next token.
+  ``T_so_far`` is the positional offset of the next token. They are ``lazy``
+  entries: a search's reorder only records the row order, and the next step picks
+  the rows in the copy that grows the cache by the new token (one copy, not two).
 * ``cross_k``, ``cross_v``: per layer ``(A, heads, S, d_head)``: the
   memory projected once per *sentence*, at the first call, and carried along
   (per-sentence state: with ``G`` hypotheses per sentence, ``B = G * A``, the
@@ -162,11 +164,12 @@ class TransformerDecoderLayer(nn.Module):
         memory_mask: Tensor,
         need_weights: bool,
         groups: int = 1,
+        order: Tensor | None = None,
     ) -> tuple[Tensor, KV, Tensor | None]:
         """x ``(B, T_new, D)`` -> x, the grown self-attention cache, cross weights ``(B, T, S)``.
 
         cross_kv ``(A, heads, S, d_head)`` and memory_mask ``(A, S)`` are per sentence,
-        ``B = groups * A``.
+        ``B = groups * A``. order: the cache's pending row order (``DecoderState.order``).
         """
         grown: list[KV] = []
         weights: list[Tensor | None] = [None]
@@ -174,7 +177,7 @@ class TransformerDecoderLayer(nn.Module):
         def self_block(h: Tensor) -> Tensor:
             # The new tokens' keys/values join the cache before attending, so each
             # token also sees itself; the causal mask hides later tokens.
-            k, v = self.self_attn.append_kv(h, self_cache)
+            k, v = self.self_attn.append_kv(h, self_cache, order)
             grown.append((k, v))
             return self.self_attn.attend(h, k, v, causal=True)[0]
 
@@ -260,6 +263,7 @@ class TransformerDecoder(Decoder):
         ]
         return DecoderState(
             per_sentence=("cross_k", "cross_v"),
+            lazy=("self_k", "self_v"),
             groups=groups,
             self_k=list(empty),
             self_v=list(empty),
@@ -299,6 +303,7 @@ class TransformerDecoder(Decoder):
                 enc_out.mask,
                 need_weights=i == last and (need_attention or self.copy_gate is not None),
                 groups=groups,
+                order=state.order,
             )
             self_k.append(k)
             self_v.append(v)
@@ -311,6 +316,7 @@ class TransformerDecoder(Decoder):
             logits = copy_log_probs(logits, attn, p_gen, source_ids, self.vocab_size)
         new_state = DecoderState(
             per_sentence=("cross_k", "cross_v"),
+            lazy=("self_k", "self_v"),
             groups=groups,
             self_k=self_k,
             self_v=self_v,

@@ -159,6 +159,34 @@ def test_reorder_then_continue(dec: dict, enc: str) -> None:
 
 @pytest.mark.parametrize("dec,enc", CASES)
 @torch.no_grad()
+def test_two_reorders_then_continue(dec: dict, enc: str) -> None:
+    """Reorders compose (the Transformer's cache picks its rows only when it grows)."""
+    model = make_model(dec, enc)
+    src, mask, tgt = make_batch()
+    enc_out = model.encode(src, mask)
+    _, state, _ = model.decode(tgt[:, :2], enc_out)
+    first, second = torch.tensor([2, 0, 0, 3, 1]), torch.tensor([4, 4, 1, 0, 2])
+    index = first[second]
+    cont, _, _ = model.decode(
+        tgt[index, 2:], enc_out.reorder(index), state.reorder(first).reorder(second)
+    )
+    ref, _ = model(src[index], mask[index], tgt[index])
+    close(cont, ref[:, 2:])
+
+
+def test_lazy_entries_resolve_like_eager_ones() -> None:
+    x = torch.arange(12.0).view(4, 3)
+    state = DecoderState(lazy=("a",), a=x, b=x.clone(), c=[x.clone()])
+    moved = state.reorder(torch.tensor([3, 3, 0])).reorder(torch.tensor([2, 0]))
+    assert moved.a is x  # nothing copied yet
+    assert torch.equal(moved.order, torch.tensor([0, 3]))
+    assert torch.equal(moved.resolved("a"), moved.b)
+    assert torch.equal(moved.resolved("c")[0], moved.b)  # eager entries as before
+    assert DecoderState(a=x).reorder(torch.tensor([1])).order is None  # nothing lazy
+
+
+@pytest.mark.parametrize("dec,enc", CASES)
+@torch.no_grad()
 def test_padding_is_masked(dec: dict, enc: str) -> None:
     model = make_model(dec, enc)
     src, mask, tgt = make_batch()
