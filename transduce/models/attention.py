@@ -121,24 +121,6 @@ def build_rnn_attention(kind: str, query_dim: int, key_dim: int) -> nn.Module | 
     )
 
 
-def _few_queries(
-    q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, causal: bool, scale: float
-) -> Tensor:
-    """Softmax attention as two batched products: q ``(B, h, T, dh)`` over k, v
-    ``(B, h, S, dh)`` -> ``(B, h, T, dh)``; the masks as in :meth:`MultiHeadAttention.attend`."""
-    B, h, T, dh = q.shape
-    S = k.size(2)
-    scores = torch.matmul(q * scale, k.transpose(-2, -1))  # (B, h, T, S)
-    low = torch.finfo(scores.dtype).min
-    if key_mask is not None:
-        scores = scores.masked_fill(~key_mask[:, None, None, :], low)
-    if causal:
-        rows = torch.arange(T, device=q.device).unsqueeze(1) + (S - T)
-        later = torch.arange(S, device=q.device).unsqueeze(0) > rows  # (T, S)
-        scores = scores.masked_fill(later, low)
-    return torch.matmul(torch.softmax(scores, dim=-1), v)
-
-
 def _grow(past: Tensor, new: Tensor, order: Tensor | None) -> Tensor:
     """``cat([past[order], new], dim=2)`` in one copy: selecting the rows straight into
     the grown tensor is 2.7x faster than a reorder followed by a ``cat`` (96 against
@@ -232,15 +214,13 @@ class MultiHeadAttention(nn.Module):
         S = k.size(2)
         q = self._split(self.q_proj(query))  # (B, h, T, dh)
         p = self.dropout if self.training else 0.0
-        if 1 < T <= 8 and not need_weights and not torch.is_grad_enabled() and q.is_cpu:
-            # A few queries at inference (beam search's hypotheses of a sentence, folded
-            # onto its cross-attention keys): two batched products are 4x faster here than
-            # the CPU's fused kernel, which blocks over queries (626 -> 155 us at
-            # q (32, 8, 4, 64) over 25 keys). One query per row stays fused (as fast).
-            out = _few_queries(q, k, v, key_mask, causal, self.d_head**-0.5)
-            out = out.transpose(1, 2).reshape(B, T, self.heads * self.d_head)
-            return self.out_proj(out), None
-        if causal and key_mask is None and not need_weights and (T == 1 or T == S):
+        # Two batched products (the path that also gives the weights) for a few queries
+        # at inference, beam search's hypotheses of a sentence folded onto its
+        # cross-attention keys: 4x faster there than the CPU's fused kernel, which
+        # blocks over queries (626 -> 155 us at q (32, 8, 4, 64) over 25 keys). One
+        # query per row stays fused (as fast).
+        products = need_weights or (1 < T <= 8 and not torch.is_grad_enabled() and q.is_cpu)
+        if causal and key_mask is None and not products and (T == 1 or T == S):
             # The common cases need no mask tensor at all: one new token sees every
             # cached key; a whole sequence from scratch is SDPA's own causal case.
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=T > 1)
@@ -253,11 +233,11 @@ class MultiHeadAttention(nn.Module):
             rows = torch.arange(T, device=q.device).unsqueeze(1) + (S - T)
             allowed = torch.arange(S, device=q.device).unsqueeze(0) <= rows  # (T, S)
             mask = allowed if mask is None else mask & allowed
-        if need_weights:
+        if products:
             scores = q @ k.transpose(-2, -1) * self.d_head**-0.5  # (B, h, T, S)
             weights = masked_softmax(scores, mask)
             out = F.dropout(weights, p) @ v if p > 0 else weights @ v
-            avg = weights.mean(dim=1)
+            avg = weights.mean(dim=1) if need_weights else None
         else:
             # Fast path. An additive float mask matches masked_softmax exactly on real
             # keys and keeps fully masked rows finite, as the manual path does.

@@ -138,40 +138,31 @@ def test_incremental_equals_full(dec: dict, enc: str) -> None:
     close(rest, full[:, 2:])
 
 
+# beam-style: rows repeated and permuted, once or twice in a row (reorders compose;
+# the Transformer's cache picks its rows only when it next grows)
+REORDERS = [[[2, 0, 0, 3, 1]], [[2, 0, 0, 3, 1], [4, 4, 1, 0, 2]]]
+
+
 @pytest.mark.parametrize("dec,enc", CASES)
+@pytest.mark.parametrize("reorders", REORDERS, ids=["once", "twice"])
 @torch.no_grad()
-def test_reorder_then_continue(dec: dict, enc: str) -> None:
+def test_reorder_then_continue(dec: dict, enc: str, reorders: list[list[int]]) -> None:
     model = make_model(dec, enc)
     src, mask, tgt = make_batch()
     k = 2
     enc_out = model.encode(src, mask)
     _, state, _ = model.decode(tgt[:, :k], enc_out)
     before = [t.clone() for t in tensors(state)]
-    index = torch.tensor([2, 0, 0, 3, 1])  # beam-style: repeat and permute rows
-    cont, new_state, _ = model.decode(tgt[index, k:], enc_out.reorder(index), state.reorder(index))
+    index, moved = torch.arange(src.size(0)), state
+    for rows in map(torch.tensor, reorders):
+        index, moved = index[rows], moved.reorder(rows)
+    cont, new_state, _ = model.decode(tgt[index, k:], enc_out.reorder(index), moved)
     ref, _ = model(src[index], mask[index], tgt[index])
     close(cont, ref[:, k:])
     # The old state was not modified in place (beam search may keep it).
     for a, b in zip(before, tensors(state)):
         assert torch.equal(a, b)
     assert all(t.size(0) == len(index) for t in tensors(new_state))
-
-
-@pytest.mark.parametrize("dec,enc", CASES)
-@torch.no_grad()
-def test_two_reorders_then_continue(dec: dict, enc: str) -> None:
-    """Reorders compose (the Transformer's cache picks its rows only when it grows)."""
-    model = make_model(dec, enc)
-    src, mask, tgt = make_batch()
-    enc_out = model.encode(src, mask)
-    _, state, _ = model.decode(tgt[:, :2], enc_out)
-    first, second = torch.tensor([2, 0, 0, 3, 1]), torch.tensor([4, 4, 1, 0, 2])
-    index = first[second]
-    cont, _, _ = model.decode(
-        tgt[index, 2:], enc_out.reorder(index), state.reorder(first).reorder(second)
-    )
-    ref, _ = model(src[index], mask[index], tgt[index])
-    close(cont, ref[:, 2:])
 
 
 def test_lazy_entries_resolve_like_eager_ones() -> None:
