@@ -127,10 +127,15 @@ class TrainConfig:
     )  # validations without improvement before stopping; 0 = never stop early
     keep_best: int = bounded(3, ge=0, le=1000)  # best checkpoints kept besides `last`
     average_best: bool = False  # average the kept best checkpoints into `best` at the end
-    precision: str = bounded("fp32", choices=("fp32", "bf16", "fp16"))  # fp16: CUDA only
+    # fp16: CUDA only; auto: bf16 where the device multiplies bf16 natively (CUDA with
+    # bf16, CPUs with AVX512-BF16 or AMX), else fp32
+    precision: str = bounded("fp32", choices=("fp32", "bf16", "fp16", "auto"))
     device: str = bounded("auto", pattern=DEVICE_PATTERN, what=DEVICE_WHAT)
     log_every: int = bounded(50, ge=1)
     threads: int = bounded(0, ge=0, le=4096)  # torch intra-op threads; 0 = leave torch's default
+    # CPU, glibc: reuse freed large blocks instead of fresh zeroed pages (the process
+    # keeps its peak memory); see transduce/training/memory.py
+    keep_freed_memory: bool = True
     progress: bool = True  # show a progress bar
 
 

@@ -29,6 +29,7 @@ RESUME_MAY_CHANGE = (
     "train.progress",
     "train.threads",
     "train.device",
+    "train.keep_freed_memory",
     "decode.batch_size",
 )
 

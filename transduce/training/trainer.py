@@ -40,7 +40,7 @@ from transduce.models.seq2seq import EncoderDecoder, build_model, check_model_si
 from transduce.tasks import Example, Task, build_task
 from transduce.tasks.base import read_split_nonempty
 from transduce.tasks.binarize import binarize, open_binarized
-from transduce.training import distributed
+from transduce.training import distributed, memory
 from transduce.training.checkpoint import (
     CheckpointManager,
     average_checkpoints,
@@ -94,6 +94,40 @@ def resolve_device(name: str) -> torch.device:
     return inference.resolve_device(name, where="train.device")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bf16 matrices natively (faster than fp32).
+
+    CUDA: what torch reports (Ampere and newer). CPU: the instructions in
+    ``/proc/cpuinfo`` (x86: AVX512-BF16 or AMX-BF16; Arm: BF16). Without them a bf16
+    product is emulated and slower than fp32; with them (AVX512-BF16, this project's
+    CPU) it ran at 1.7-2x the fp32 rate.
+    """
+    if device.type == "cuda":
+        try:
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:  # older torch without the argument
+            return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip().lower() in ("flags", "features"):
+                    flags = set(value.split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``train.precision`` with ``auto`` replaced by bf16 or fp32 for ``device``."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
 def autocast_context(precision: str, device: torch.device):
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -139,6 +173,14 @@ class Trainer:
         elif self.world.distributed and self.device.type == "cpu":
             # processes on one machine share its cores; torch's default would oversubscribe
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.world.local_size))
+        if t.keep_freed_memory and self.device.type == "cpu":
+            memory.keep_freed_memory()
+        self.precision = resolve_precision(t.precision, self.device)
+        if self.precision == "fp16" and self.device.type != "cuda":
+            raise ConfigError(
+                "train.precision: fp16 needs a CUDA device; use bf16 or fp32 on CPU",
+                "train.precision",
+            )
         self.task: Task = build_task(cfg)
         self.aux_losses = build_aux_losses(t.aux_losses)
         self.metric = t.early_stop_metric
@@ -224,12 +266,14 @@ class Trainer:
         distributed.broadcast_module(self.model)
         n_params = sum(p.numel() for p in self.model.parameters())
         log.info(
-            "%d training and %d validation examples; model with %.2fM parameters on %s%s",
+            "%d training and %d validation examples; model with %.2fM parameters on %s%s, %s%s",
             len(self.train_examples),
             len(self.valid_examples),
             n_params / 1e6,
             self.device,
             f" x {self.world.size} processes" if self.world.distributed else "",
+            self.precision,
+            " (train.precision auto)" if cfg.train.precision == "auto" else "",
         )
         self.tb = None
         if main:
@@ -265,7 +309,7 @@ class Trainer:
             log.info("froze %.2fM parameters (%s)", frozen / 1e6, ", ".join(cfg.train.freeze))
         self.optimizer = build_optimizer(self.model, cfg.train)
         # fp16 gradients underflow without loss scaling; the scaler is a no-op otherwise
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.scheduler = build_scheduler(
             self.optimizer, cfg.train, cfg.train.max_steps or None, model_width(cfg)
         )
@@ -432,7 +476,7 @@ class Trainer:
         nll_sum: torch.Tensor | float = 0.0  # stays on the device: read once per update
         for batch in batches:
             batch = batch.to(self.device)
-            with autocast_context(self.cfg.train.precision, self.device):
+            with autocast_context(self.precision, self.device):
                 enc_out = self.model.encode(batch.src, batch.src_mask)
                 # Attention weights cost a by-hand attention in the last layer: only
                 # the auxiliary terms (coverage, doubly stochastic, ...) read them.

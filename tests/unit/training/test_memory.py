@@ -1,0 +1,81 @@
+"""train.keep_freed_memory: glibc serves large blocks from its heap and keeps them."""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+import torch
+
+from transduce.config import ConfigError, config_from_dict
+from transduce.training import memory
+from transduce.training.trainer import Trainer
+
+libc = memory._glibc()
+needs_glibc = pytest.mark.skipif(libc is None, reason="glibc only")
+
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+def mallinfo() -> MallInfo2:
+    fn = libc.mallinfo2
+    fn.restype = MallInfo2
+    return fn()
+
+
+@needs_glibc
+def test_large_blocks_come_from_the_heap_and_stay():
+    if not hasattr(libc, "mallinfo2"):
+        pytest.skip("glibc older than 2.33 has no mallinfo2")
+    assert memory.keep_freed_memory()
+    assert memory.keep_freed_memory()  # idempotent
+    assert memory.applied()
+    size = 96 * 2**20  # far above glibc's largest mmap threshold (32 MB)
+    before = mallinfo()
+    t = torch.empty(size // 4)
+    during = mallinfo()
+    assert during.hblks == before.hblks  # no new mmap'd block: the heap served it
+    assert during.arena >= before.arena + size - 2**20 or during.uordblks >= size
+    del t
+    after = mallinfo()
+    # the freed block stays in the process, ready for the next step's tensor
+    assert after.arena >= size
+    again = torch.empty(size // 4)
+    assert mallinfo().arena == after.arena  # reused, not grown
+    del again
+
+
+def test_not_glibc_changes_nothing(monkeypatch):
+    monkeypatch.setattr(memory, "_applied", False)
+    monkeypatch.setattr(memory, "_glibc", lambda: None)
+    assert memory.keep_freed_memory() is False
+    assert memory.applied() is False
+
+
+def test_config_key_is_checked():
+    cfg = config_from_dict({"task": "translation", "train": {"keep_freed_memory": False}})
+    assert cfg.train.keep_freed_memory is False
+    with pytest.raises(ConfigError, match="keep_freed_memory"):
+        config_from_dict({"task": "translation", "train": {"keep_freed_memory": "sometimes"}})
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_trainer_applies_it_on_the_cpu_only_when_asked(monkeypatch, keep):
+    calls = []
+    monkeypatch.setattr(memory, "keep_freed_memory", lambda: calls.append(1) or True)
+    cfg = config_from_dict(
+        {
+            "task": "translation",
+            "train": {"keep_freed_memory": keep, "max_steps": 1, "device": "cpu"},
+        }
+    )
+    Trainer(cfg, "unused-run-dir")  # nothing is read or written before fit()
+    assert calls == ([1] if keep else [])
