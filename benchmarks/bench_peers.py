@@ -17,7 +17,9 @@ with 2 processes of 1 thread ("transduce 2 proc", as ``transduce train --nproc 2
 each takes half of every batch, one all-reduce per update): "small" and
 "base" against HF's Marian, "lstm" (attention LSTM, 2+2 layers of 512, input feeding)
 against the peers' plain-PyTorch reference of the same shape (``bench_rnn.py``,
-column "PyTorch LSTM": HF has no RNN encoder-decoder).
+column "PyTorch LSTM": HF has no RNN encoder-decoder). ``--train-bf16`` adds the
+Transformers trained under bf16 autocast on both sides ("transduce bf16" as
+``train.precision: bf16``, "HF bf16" the peers' bf16 mode).
 
 Use ``bench_peers.sh``, which creates the peers' environment and models first.
 """
@@ -39,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 SYSTEMS = ["transduce fp32", "transduce int8", "HF", "CT2 fp32", "CT2 int8"]
 TWO_PROC = "transduce 2 proc"  # training as `transduce train --nproc 2`: 2 processes x 1 thread
 LSTM_REF = "PyTorch LSTM"  # the peers' reference attention LSTM, trained in "train lstm"
+BF16 = ("transduce bf16", "HF bf16")  # --train-bf16: training under bf16 autocast, both sides
 PEER_DECODE = {"HF": "hf", "CT2 fp32": "ct2_float32_i1x2", "CT2 int8": "ct2_int8_i1x2"}
 
 
@@ -109,6 +112,8 @@ def train_cell(args, config: str, system: str) -> dict:
         steps = ["--configs", config, "--steps", str(args.train_steps)]
         if system == TWO_PROC:
             steps += ["--nproc", "2"]
+        if system == "transduce bf16":
+            steps += ["--precision", "bf16"]
         rec = transduce_case(args, "train", steps, root)
         return {**rec, "tok_s": rec.get("tgt_tok_s")}
     if config == "lstm":
@@ -122,7 +127,8 @@ def train_cell(args, config: str, system: str) -> dict:
     rec = peer_case(
         args,
         "bench_train.py",
-        ["--config", config, "--mode", "fp32", "--threads", str(args.threads)]
+        ["--config", config, "--mode", "bf16" if system == "HF bf16" else "fp32"]
+        + ["--threads", str(args.threads)]
         + ["--batch-tokens", "4096", "--seq-len", "32", "--warmup", "2"]
         + ["--steps", str(args.train_steps)],
     )
@@ -155,6 +161,12 @@ def main() -> None:
         default=["base"],
         help="configs also decoded greedily one sentence at a time (the per-step latency)",
     )
+    ap.add_argument(
+        "--train-bf16",
+        action="store_true",
+        help="also train the Transformers under bf16 autocast, transduce (`train.precision: "
+        "bf16`) and HF (the peers' bf16 mode)",
+    )
     ap.add_argument("--timeout", type=int, default=900, help="seconds per case")
     ap.add_argument(
         "--before",
@@ -179,7 +191,10 @@ def main() -> None:
         train_systems.insert(train_systems.index("transduce fp32") + 1, TWO_PROC)
     if "lstm" in args.train and "HF" in systems:
         systems.append(LSTM_REF)
-    decode_systems = [s for s in systems if s not in (LSTM_REF, TWO_PROC)]
+    if args.train_bf16 and "transduce fp32" in systems and "HF" in systems:
+        systems += BF16
+        train_systems += BF16
+    decode_systems = [s for s in systems if s not in (LSTM_REF, TWO_PROC, *BF16)]
     records = []
 
     def case(workload: str, system: str, fn) -> None:
@@ -207,6 +222,8 @@ def main() -> None:
         for system in train_systems:
             if config == "lstm" and system == "HF":
                 system = LSTM_REF
+            if config == "lstm" and system in BF16:
+                continue  # the peers' LSTM reference has no bf16 mode
             case(f"train {config}", system, lambda c=config, s=system: train_cell(args, c, s))
 
     table = {}
@@ -220,6 +237,8 @@ def main() -> None:
         "2 proc / HF": (TWO_PROC, "HF"),
         "fp32 / LSTM ref": ("transduce fp32", LSTM_REF),
         "2 proc / LSTM ref": (TWO_PROC, LSTM_REF),
+        "bf16 / HF bf16": BF16,
+        "bf16 / HF": ("transduce bf16", "HF"),
     }
     pairs = {n: (a, b) for n, (a, b) in pairs.items() if a in systems and b in systems}
     ratio_names = list(pairs)

@@ -17,7 +17,7 @@ Three measurements, each printed as a table and appended as JSON lines to
 
 Examples:
     python benchmarks/bench_transduce.py decode --configs small base --beams 1 4 [--precision int8]
-    python benchmarks/bench_transduce.py train --configs small
+    python benchmarks/bench_transduce.py train --configs small [--precision bf16]
     python benchmarks/bench_transduce.py translate runs/ddtp-de-en-transformer/best --split test
 """
 
@@ -38,6 +38,8 @@ from transduce.decoding import beam_search, greedy_search
 from transduce.models.quantize import apply_precision
 from transduce.models.seq2seq import build_model
 from transduce.training.loss import label_smoothed_nll
+from transduce.training.memory import keep_freed_memory
+from transduce.training.trainer import autocast_context
 
 CONFIGS = {
     "small": dict(layers=3, d_model=256, heads=4, ffn=1024, vocab=8000),
@@ -136,10 +138,11 @@ def bench_decode(args) -> list[dict]:
     return rows
 
 
-def train_step(model, opt, batches, mask, i: int, world: int = 1) -> None:
+def train_step(model, opt, batches, mask, i: int, world: int = 1, precision: str = "fp32") -> None:
     src, tgt = batches[i % len(batches)]
-    logits, _ = model(src, mask, tgt, need_attention=False)  # as the trainer does
-    loss, _, n = label_smoothed_nll(logits, tgt, 0, 0.1)
+    with autocast_context(precision, torch.device("cpu")):  # as the trainer does
+        logits, _ = model(src, mask, tgt, need_attention=False)
+    loss, _, n = label_smoothed_nll(logits.float(), tgt, 0, 0.1)
     (loss / (n * world)).backward()  # every rank holds the same number of tokens
     if world > 1:  # as the trainer does: one all-reduce of the summed gradients
         from transduce.training.distributed import all_reduce_gradients
@@ -151,7 +154,10 @@ def train_step(model, opt, batches, mask, i: int, world: int = 1) -> None:
 
 def _train_one(args, name: str, rank: int = 0, world: int = 1) -> dict:
     """Time training steps of ``name``; with ``world`` processes each takes 1/world of
-    every batch (the same 4096-token update as one process)."""
+    every batch (the same 4096-token update as one process). The C library keeps freed
+    memory for reuse, as the trainer has it on the CPU (``train.keep_freed_memory``)."""
+    if args.keep_freed_memory:
+        keep_freed_memory()
     model = peer_model(name).train()
     vocab = CONFIGS[name]["vocab"]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
@@ -168,7 +174,7 @@ def _train_one(args, name: str, rank: int = 0, world: int = 1) -> dict:
     mask = torch.ones(share, args.seq_len, dtype=torch.bool)
     counter = iter(range(10**9))
     times = timed(
-        lambda: train_step(model, opt, batches, mask, next(counter), world),
+        lambda: train_step(model, opt, batches, mask, next(counter), world, args.precision),
         args.steps,
         warmup=2,
     )
@@ -179,6 +185,7 @@ def _train_one(args, name: str, rank: int = 0, world: int = 1) -> dict:
         batch=bsz,
         seq_len=args.seq_len,
         nproc=world,
+        precision=args.precision,
         s_per_step=round(t, 3),
         tgt_tok_s=round(bsz * args.seq_len / t, 1),
     )
@@ -270,6 +277,18 @@ def main() -> None:
         default=1,
         help="data-parallel processes (gloo), --threads split between them, each taking "
         "its share of every batch (as `transduce train --nproc N`)",
+    )
+    t.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: autocast around the forward, as `train.precision: bf16`",
+    )
+    t.add_argument(
+        "--no-keep-freed-memory",
+        dest="keep_freed_memory",
+        action="store_false",
+        help="leave glibc's malloc as it is (the trainer's `train.keep_freed_memory: false`)",
     )
     r = sub.add_parser("translate")
     r.add_argument("model")
