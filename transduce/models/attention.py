@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from transduce.config import ConfigError
+from transduce.models import fast_linear
 
 
 def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
@@ -136,6 +137,18 @@ def _grow(past: Tensor, new: Tensor, order: Tensor | None) -> Tensor:
     return out
 
 
+_PLAIN_LINEAR = (nn.Linear, fast_linear.PackedLinear)
+
+# Training in bf16 (or fp16) on the CPU attends over at most this many keys with two
+# batched products and an explicit softmax instead of the fused kernel, whose bf16
+# backward is slow: forward + backward of q, k, v (128, 4, 32, 64), 1 thread, 38 -> 9 ms
+# causal; (32, 4, 128, 64) 102 -> 32 ms; (8, 4, 512, 64) 166 -> 91 ms; at 1,024 keys
+# the fused kernel is as fast and does not hold the (B, heads, T, S) weights for the
+# backward. The peers' small Transformer's bf16 training step: 2.25 -> 1.74 s (1 thread).
+# In fp32 the two paths train at the same speed, so fp32 keeps the fused kernel.
+TRAIN_PRODUCTS_MAX_KEYS = 512
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention (Vaswani et al. 2017).
 
@@ -173,21 +186,50 @@ class MultiHeadAttention(nn.Module):
         values = keys if values is None else values
         return self._split(self.k_proj(keys)), self._split(self.v_proj(values))
 
+    def project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention: queries, keys and values of ``x`` ``(B, T, D)``, each
+        ``(B, heads, T, d_head)``, from one product against the three weights side by
+        side (:func:`~transduce.models.fast_linear.linear_concat`; the parameters stay
+        ``q_proj``, ``k_proj``, ``v_proj``). Layers that are not plain linear ones
+        (int8 after :func:`~transduce.models.quantize.quantize_int8`) take one product
+        each."""
+        layers = (self.q_proj, self.k_proj, self.v_proj)
+        if (
+            not all(type(m) in _PLAIN_LINEAR for m in layers)
+            or x.size(-1) != self.k_proj.in_features
+        ):
+            return self._split(self.q_proj(x)), *self.project_kv(x)
+        y = fast_linear.linear_concat(
+            self,
+            x,
+            [m.weight for m in layers],
+            [m.bias for m in layers],
+            packed=all(type(m) is fast_linear.PackedLinear for m in layers),
+        )
+        B, T, _ = x.shape
+        q, k, v = y.view(B, T, 3, self.heads, self.d_head).permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, v
+
     def append_kv(
         self,
         x: Tensor,
         cache: tuple[Tensor, Tensor] | None = None,
         order: Tensor | None = None,
+        k: Tensor | None = None,
+        v: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Project new tokens ``x`` ``(B, T_new, D)`` and append them to ``cache``.
 
         order: ``(B,)``: row ``i`` continues the cache's row ``order[i]`` (a reorder
             not yet applied, :class:`~transduce.models.base.DecoderState` ``lazy``);
             the rows are picked in the same copy that grows the cache.
+        k, v: the new tokens' keys and values when already projected
+            (:meth:`project_qkv`).
         Returns new tensors ``(B, heads, T_past + T_new, d_head)``; the cache
         passed in is left untouched (beam search may still hold it).
         """
-        k, v = self.project_kv(x)
+        if k is None or v is None:
+            k, v = self.project_kv(x)
         if cache is not None:
             k = _grow(cache[0], k, order)
             v = _grow(cache[1], v, order)
@@ -201,25 +243,37 @@ class MultiHeadAttention(nn.Module):
         key_mask: Tensor | None = None,
         causal: bool = False,
         need_weights: bool = False,
+        q: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from query ``(B, T, D)`` over projected ``k``, ``v`` ``(B, heads, S, d_head)``.
 
         key_mask: ``(B, S)`` bool, True for real keys.
         causal: query ``i`` sees keys ``0 .. i + (S - T)``: the last ``T`` keys are
             the queries' own positions and the first ``S - T`` come from a cache.
+        q: the query already projected, ``(B, heads, T, d_head)`` (:meth:`project_qkv`).
         Returns out ``(B, T, D)`` and, if ``need_weights``, weights ``(B, T, S)``
         averaged over heads (else None).
         """
         B, T, _ = query.shape
         S = k.size(2)
-        q = self._split(self.q_proj(query))  # (B, h, T, dh)
+        if q is None:
+            q = self._split(self.q_proj(query))  # (B, h, T, dh)
         p = self.dropout if self.training else 0.0
         # Two batched products (the path that also gives the weights) for a few queries
         # at inference, beam search's hypotheses of a sentence folded onto its
         # cross-attention keys: 4x faster there than the CPU's fused kernel, which
         # blocks over queries (626 -> 155 us at q (32, 8, 4, 64) over 25 keys). One
         # query per row stays fused (as fast).
-        products = need_weights or (1 < T <= 8 and not torch.is_grad_enabled() and q.is_cpu)
+        products = (
+            need_weights
+            or (1 < T <= 8 and not torch.is_grad_enabled() and q.is_cpu)
+            or (
+                q.requires_grad
+                and q.is_cpu
+                and q.dtype in (torch.bfloat16, torch.float16)
+                and S <= TRAIN_PRODUCTS_MAX_KEYS
+            )
+        )
         if causal and key_mask is None and not products and (T == 1 or T == S):
             # The common cases need no mask tensor at all: one new token sees every
             # cached key; a whole sequence from scratch is SDPA's own causal case.
@@ -259,7 +313,11 @@ class MultiHeadAttention(nn.Module):
         causal: bool = False,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        """Uncached attention: project ``keys``/``values`` ``(B, S, kv_dim)`` and attend."""
+        """Uncached attention: project ``keys``/``values`` ``(B, S, kv_dim)`` and attend.
+        Self-attention (``keys is query``, no ``values``) projects all three at once."""
+        if keys is query and values is None:
+            q, k, v = self.project_qkv(query)
+            return self.attend(query, k, v, key_mask, causal, need_weights, q=q)
         k, v = self.project_kv(keys, values)
         return self.attend(query, k, v, key_mask, causal, need_weights)
 

@@ -105,8 +105,49 @@ def linear(module: nn.Module, x: Tensor, weight: Tensor, bias: Tensor | None) ->
     )
 
 
+_CONCAT_CACHE = "_packed_concat"
+
+
+def _concat_bias(weights: list[Tensor], biases: list[Tensor | None]) -> Tensor | None:
+    if all(b is None for b in biases):
+        return None
+    return torch.cat(
+        [b if b is not None else w.new_zeros(w.size(0)) for w, b in zip(weights, biases)]
+    )
+
+
+def linear_concat(
+    module: nn.Module,
+    x: Tensor,
+    weights: list[Tensor],
+    biases: list[Tensor | None],
+    packed: bool = True,
+) -> Tensor:
+    """The outputs of several linear layers over the same ``x``, side by side, in one
+    product: ``cat([F.linear(x, w, b) for ...], -1)`` (attention's queries, keys and
+    values). The weights stay separate parameters; under autograd the product runs on
+    their concatenation (a copy of the weights, and gradients that split back). For
+    decoding (:func:`applies`) the concatenation is packed for oneDNN once and cached on
+    ``module`` until any of the weights changes; ``packed=False`` keeps ``F.linear``
+    (layers that are not :class:`PackedLinear`)."""
+    if not (packed and applies(x, weights[0])):
+        return F.linear(x, torch.cat(weights), _concat_bias(weights, biases))
+    parts = (*weights, *(b for b in biases if b is not None))
+    key = tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in parts)
+    cached = module.__dict__.get(_CONCAT_CACHE)
+    if cached is None or cached.key != key or any(a is not b for a, b in zip(cached.weight, parts)):
+        weight = torch.cat([w.detach() for w in weights])
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, _ROWS_HINT)
+        bias = _concat_bias(weights, [b.detach() if b is not None else None for b in biases])
+        cached = _Packed(parts, key, (packed, bias))
+        module.__dict__[_CONCAT_CACHE] = cached
+    weight, bias = cached.packed
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
 def drop_cache(module: nn.Module) -> None:
     module.__dict__.pop(_CACHE, None)
+    module.__dict__.pop(_CONCAT_CACHE, None)
 
 
 class PackedLinear(nn.Linear):
@@ -147,6 +188,7 @@ __all__ = [
     "PackedLinear",
     "applies",
     "linear",
+    "linear_concat",
     "pack_linears",
     "packed_weight",
     "unpack_linears",

@@ -177,9 +177,10 @@ class TransformerDecoderLayer(nn.Module):
         def self_block(h: Tensor) -> Tensor:
             # The new tokens' keys/values join the cache before attending, so each
             # token also sees itself; the causal mask hides later tokens.
-            k, v = self.self_attn.append_kv(h, self_cache, order)
+            q, k, v = self.self_attn.project_qkv(h)
+            k, v = self.self_attn.append_kv(h, self_cache, order, k, v)
             grown.append((k, v))
-            return self.self_attn.attend(h, k, v, causal=True)[0]
+            return self.self_attn.attend(h, k, v, causal=True, q=q)[0]
 
         def cross_block(h: Tensor) -> Tensor:
             out, w = self.cross_attn.attend(

@@ -161,3 +161,41 @@ def test_fully_masked_row_stays_finite() -> None:
     mask = torch.zeros(1, 3, dtype=torch.bool)
     assert torch.isfinite(mha(x, x, key_mask=mask)[0]).all()
     assert torch.isfinite(mha(x, x, key_mask=mask, need_weights=True)[0]).all()
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_bf16_training_takes_the_products_path_over_short_keys(
+    causal: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training under bf16 autocast on the CPU: two products and a softmax up to
+    TRAIN_PRODUCTS_MAX_KEYS keys, the fused kernel beyond; the same values and gradients
+    either way. fp32 training keeps the fused kernel."""
+    calls = []
+    fused_kernel = attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(
+        attention.F,
+        "scaled_dot_product_attention",
+        lambda *a, **k: calls.append(1) or fused_kernel(*a, **k),
+    )
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(32, 4).train()
+    x = torch.randn(3, 10, 32)
+    key_mask = torch.tensor([[True] * 10, [True] * 7 + [False] * 3, [True] * 10])
+
+    def run(limit: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        monkeypatch.setattr(attention, "TRAIN_PRODUCTS_MAX_KEYS", limit)
+        mha.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = mha(x, x, key_mask=None if causal else key_mask, causal=causal)
+        out.float().square().sum().backward()
+        return out.float(), [p.grad.clone() for p in mha.parameters()]
+
+    products, grads_products = run(512)
+    assert not calls
+    fused, grads_fused = run(9)  # 10 keys: past the limit
+    assert len(calls) == 1
+    torch.testing.assert_close(products, fused, atol=0.01, rtol=0.01)
+    for a, b in zip(grads_products, grads_fused):
+        torch.testing.assert_close(a, b, atol=0.1, rtol=0.02)
+    mha(x, x, causal=causal)[0].sum().backward()  # fp32 training: the fused kernel
+    assert len(calls) == 2
