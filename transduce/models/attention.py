@@ -190,22 +190,26 @@ class MultiHeadAttention(nn.Module):
         """Self-attention: queries, keys and values of ``x`` ``(B, T, D)``, each
         ``(B, heads, T, d_head)``, from one product against the three weights side by
         side (:func:`~transduce.models.fast_linear.linear_concat`; the parameters stay
-        ``q_proj``, ``k_proj``, ``v_proj``). Layers that are not plain linear ones
-        (int8 after :func:`~transduce.models.quantize.quantize_int8`) take one product
+        ``q_proj``, ``k_proj``, ``v_proj``). After
+        :func:`~transduce.models.quantize.quantize_int8`, the int8 copy of the three
+        weights side by side that it made; layers of any other kind take one product
         each."""
         layers = (self.q_proj, self.k_proj, self.v_proj)
-        if (
-            not all(type(m) in _PLAIN_LINEAR for m in layers)
-            or x.size(-1) != self.k_proj.in_features
+        int8 = self.__dict__.get("_qkv_int8")  # transduce.models.quantize.QKV_INT8
+        if int8 is not None and not torch.is_grad_enabled():
+            y = int8(x)
+        elif (
+            all(type(m) in _PLAIN_LINEAR for m in layers) and x.size(-1) == self.k_proj.in_features
         ):
+            y = fast_linear.linear_concat(
+                self,
+                x,
+                [m.weight for m in layers],
+                [m.bias for m in layers],
+                packed=all(type(m) is fast_linear.PackedLinear for m in layers),
+            )
+        else:
             return self._split(self.q_proj(x)), *self.project_kv(x)
-        y = fast_linear.linear_concat(
-            self,
-            x,
-            [m.weight for m in layers],
-            [m.bias for m in layers],
-            packed=all(type(m) is fast_linear.PackedLinear for m in layers),
-        )
         B, T, _ = x.shape
         q, k, v = y.view(B, T, 3, self.heads, self.d_head).permute(2, 0, 3, 1, 4).unbind(0)
         return q, k, v

@@ -31,6 +31,7 @@ from transduce.config import ConfigError
 from transduce.models.fast_linear import pack_linears, unpack_linears
 
 PRECISIONS = ("fp32", "int8")
+QKV_INT8 = "_qkv_int8"  # MultiHeadAttention's fused int8 q/k/v product (not a submodule)
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
@@ -47,9 +48,46 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         from torch.ao.quantization import quantize_dynamic
 
         unpack_linears(model)  # quantize_dynamic swaps plain nn.Linear layers only
+        _fuse_self_attention_int8(model, quantize_dynamic)
         return quantize_dynamic(
             model, {nn.Linear, nn.LSTM, nn.GRU}, dtype=torch.qint8, inplace=True
         )
+
+
+def _fuse_self_attention_int8(model: nn.Module, quantize_dynamic) -> None:
+    """Give every multi-head attention an int8 copy of its q/k/v weights side by side,
+    so self-attention quantizes its input once and makes one int8 product instead of
+    three (:meth:`~transduce.models.attention.MultiHeadAttention.project_qkv`). One
+    scale per output row (per-channel), as the three weights' ranges may differ. The copy
+    is a plain attribute, not a submodule: it is never saved; the float ``q_proj``,
+    ``k_proj``, ``v_proj`` are quantized as before for cross-attention."""
+    from transduce.models.attention import MultiHeadAttention
+
+    for m in model.modules():
+        if not isinstance(m, MultiHeadAttention):
+            continue
+        layers = (m.q_proj, m.k_proj, m.v_proj)
+        if not all(type(lin) is nn.Linear for lin in layers):
+            continue
+        if len({lin.in_features for lin in layers}) != 1:
+            continue
+        fused = nn.Linear(layers[0].in_features, sum(lin.out_features for lin in layers))
+        with torch.no_grad():
+            fused.weight.copy_(torch.cat([lin.weight for lin in layers]))
+            fused.bias.copy_(
+                torch.cat(
+                    [
+                        lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features)
+                        for lin in layers
+                    ]
+                )
+            )
+        holder = quantize_dynamic(
+            nn.Sequential(fused),
+            {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},
+            dtype=torch.qint8,
+        )
+        m.__dict__[QKV_INT8] = holder[0]
 
 
 def apply_precision(model: nn.Module, precision: str) -> nn.Module:

@@ -11,7 +11,7 @@ import torch
 
 from transduce.models import fast_linear
 from transduce.models.attention import MultiHeadAttention
-from transduce.models.quantize import apply_precision
+from transduce.models.quantize import QKV_INT8, apply_precision
 
 
 def separate(attn: MultiHeadAttention, x: torch.Tensor):
@@ -95,14 +95,29 @@ def test_packed_copy_is_cached_and_rebuilt_when_a_weight_changes() -> None:
     assert fast_linear._CONCAT_CACHE not in attn.__dict__
 
 
-def test_int8_layers_keep_their_own_products() -> None:
+def test_int8_self_attention_makes_one_int8_product() -> None:
     attn = make().eval()
+    keys = set(attn.state_dict())
     x = torch.randn(2, 3, 32)
     with torch.inference_mode():
         ref = separate(attn, x)
     apply_precision(attn, "int8")
-    assert type(attn.q_proj) is not torch.nn.Linear
+    assert type(attn.q_proj) is not torch.nn.Linear  # quantized for cross-attention use
+    fused = attn.__dict__[QKV_INT8]
+    calls = []
+    fused.register_forward_hook(lambda *a: calls.append(1))
     with torch.inference_mode():
         got = attn.project_qkv(x)
+    assert calls == [1]  # one int8 product for all three
     for a, b in zip(got, ref):
-        torch.testing.assert_close(a, b, rtol=0.1, atol=0.1)  # int8 rounding
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=0.05, atol=0.05)  # int8 rounding
+    # never saved: the int8 model's state dict has the same layers as before
+    assert {k.split("._packed_params")[0].rsplit(".", 1)[0] for k in attn.state_dict()} >= {
+        k.rsplit(".", 1)[0] for k in keys
+    }
+    assert not any("qkv" in k for k in attn.state_dict())
+    # autograd on: never the int8 copy (it is for decoding only)
+    with torch.enable_grad():
+        attn.project_qkv(x)
+    assert calls == [1]
