@@ -95,13 +95,17 @@ def packed_weight(module: nn.Module, weight: Tensor) -> Tensor:
     return cached.packed
 
 
-def linear(module: nn.Module, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+def linear(
+    module: nn.Module, x: Tensor, weight: Tensor, bias: Tensor | None, activation: str = "none"
+) -> Tensor:
     """``F.linear(x, weight, bias)``, on ``module``'s packed copy of ``weight`` where that
-    applies (see the module docstring)."""
+    applies (see the module docstring). ``activation="relu"`` applies ReLU to the result,
+    inside oneDNN's product on the packed path (no second pass over the output)."""
     if not applies(x, weight):
-        return F.linear(x, weight, bias)
+        y = F.linear(x, weight, bias)
+        return torch.relu(y) if activation == "relu" else y
     return torch.ops.mkldnn._linear_pointwise(
-        x, packed_weight(module, weight), bias, "none", [], ""
+        x, packed_weight(module, weight), bias, activation, [], ""
     )
 
 

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from transduce.config import ConfigError
+from transduce.models import fast_linear
 from transduce.models.attention import MultiHeadAttention
 from transduce.models.base import (
     Decoder,
@@ -52,6 +53,7 @@ from transduce.models.embeddings import (
     embed_tokens,
     embedding_scale,
 )
+from transduce.models.fast_linear import PackedLinear
 from transduce.registry import BuildContext, register_decoder, register_encoder
 
 KV = tuple[Tensor, Tensor]
@@ -112,6 +114,9 @@ class FeedForward(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        if type(self.fc1) is PackedLinear and isinstance(self.act, nn.ReLU) and not self.training:
+            # float32 decoding: ReLU inside the packed product (dropout is off in eval)
+            return self.fc2(fast_linear.linear(self.fc1, x, self.fc1.weight, self.fc1.bias, "relu"))
         return self.fc2(self.dropout(self.act(self.fc1(x))))
 
 

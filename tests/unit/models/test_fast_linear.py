@@ -132,3 +132,27 @@ def test_unpack_and_missing_onednn(monkeypatch) -> None:
     with torch.inference_mode():
         assert torch.equal(fast_linear.linear(layer, x, layer.weight, layer.bias), layer(x))
     assert fast_linear._CACHE not in layer.__dict__
+
+
+def test_feed_forward_relu_runs_inside_the_packed_product(monkeypatch) -> None:
+    from transduce.models.transformer import FeedForward
+
+    torch.manual_seed(0)
+    ff = FeedForward(48, 96, "relu", 0.1).eval()
+    plain = copy.deepcopy(ff)
+    pack_linears(ff)
+    seen = []
+    real = fast_linear.linear
+    monkeypatch.setattr(
+        fast_linear, "linear", lambda *a, **k: seen.append(a[4:] or k) or real(*a, **k)
+    )
+    x = torch.randn(3, 5, 48)
+    with torch.inference_mode():
+        out = ff(x)
+    close(out, plain(x).detach())
+    assert ("relu",) in seen  # fc1 with its ReLU in one call
+    ff.train()  # training keeps dropout between the activation and fc2
+    seen.clear()
+    torch.manual_seed(1)
+    ff(x)
+    assert ("relu",) not in seen
