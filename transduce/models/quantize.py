@@ -63,9 +63,9 @@ def _fuse_self_attention_int8(model: nn.Module, quantize_dynamic) -> None:
     ``k_proj``, ``v_proj`` are quantized as before for cross-attention."""
     from transduce.models.attention import MultiHeadAttention
 
-    for m in model.modules():
-        if not isinstance(m, MultiHeadAttention):
-            continue
+    for name, m in model.named_modules():
+        if not isinstance(m, MultiHeadAttention) or name.endswith("cross_attn"):
+            continue  # cross-attention projects queries and memory apart
         layers = (m.q_proj, m.k_proj, m.v_proj)
         if not all(type(lin) is nn.Linear for lin in layers):
             continue
