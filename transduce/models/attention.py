@@ -138,6 +138,9 @@ def _grow(past: Tensor, new: Tensor, order: Tensor | None) -> Tensor:
 
 
 _PLAIN_LINEAR = (nn.Linear, fast_linear.PackedLinear)
+# the attribute holding the int8 copy of q/k/v side by side that
+# transduce.models.quantize.quantize_int8 makes (a plain attribute, not a submodule)
+QKV_INT8 = "_qkv_int8"
 
 # Training in bf16 (or fp16) on the CPU attends over at most this many keys with two
 # batched products and an explicit softmax instead of the fused kernel, whose bf16
@@ -195,7 +198,7 @@ class MultiHeadAttention(nn.Module):
         weights side by side that it made; layers of any other kind take one product
         each."""
         layers = (self.q_proj, self.k_proj, self.v_proj)
-        int8 = self.__dict__.get("_qkv_int8")  # transduce.models.quantize.QKV_INT8
+        int8 = self.__dict__.get(QKV_INT8)
         if int8 is not None and not torch.is_grad_enabled():
             y = int8(x)
         elif (

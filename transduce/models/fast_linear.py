@@ -112,7 +112,9 @@ def linear(
 _CONCAT_CACHE = "_packed_concat"
 
 
-def _concat_bias(weights: list[Tensor], biases: list[Tensor | None]) -> Tensor | None:
+def concat_bias(weights: list[Tensor], biases: list[Tensor | None]) -> Tensor | None:
+    """The biases of linear layers side by side, zeros for a layer without one; None if
+    none has one."""
     if all(b is None for b in biases):
         return None
     return torch.cat(
@@ -135,14 +137,14 @@ def linear_concat(
     ``module`` until any of the weights changes; ``packed=False`` keeps ``F.linear``
     (layers that are not :class:`PackedLinear`)."""
     if not (packed and applies(x, weights[0])):
-        return F.linear(x, torch.cat(weights), _concat_bias(weights, biases))
+        return F.linear(x, torch.cat(weights), concat_bias(weights, biases))
     parts = (*weights, *(b for b in biases if b is not None))
     key = tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in parts)
     cached = module.__dict__.get(_CONCAT_CACHE)
     if cached is None or cached.key != key or any(a is not b for a, b in zip(cached.weight, parts)):
         weight = torch.cat([w.detach() for w in weights])
         packed = torch.ops.mkldnn._reorder_linear_weight(weight, _ROWS_HINT)
-        bias = _concat_bias(weights, [b.detach() if b is not None else None for b in biases])
+        bias = concat_bias(weights, [b.detach() if b is not None else None for b in biases])
         cached = _Packed(parts, key, (packed, bias))
         module.__dict__[_CONCAT_CACHE] = cached
     weight, bias = cached.packed
@@ -191,6 +193,7 @@ __all__ = [
     "AVAILABLE",
     "PackedLinear",
     "applies",
+    "concat_bias",
     "linear",
     "linear_concat",
     "pack_linears",

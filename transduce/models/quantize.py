@@ -28,10 +28,9 @@ import torch
 from torch import nn
 
 from transduce.config import ConfigError
-from transduce.models.fast_linear import pack_linears, unpack_linears
+from transduce.models.fast_linear import concat_bias, pack_linears, unpack_linears
 
 PRECISIONS = ("fp32", "int8")
-QKV_INT8 = "_qkv_int8"  # MultiHeadAttention's fused int8 q/k/v product (not a submodule)
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
@@ -61,7 +60,7 @@ def _fuse_self_attention_int8(model: nn.Module, quantize_dynamic) -> None:
     scale per output row (per-channel), as the three weights' ranges may differ. The copy
     is a plain attribute, not a submodule: it is never saved; the float ``q_proj``,
     ``k_proj``, ``v_proj`` are quantized as before for cross-attention."""
-    from transduce.models.attention import MultiHeadAttention
+    from transduce.models.attention import QKV_INT8, MultiHeadAttention
 
     for name, m in model.named_modules():
         if not isinstance(m, MultiHeadAttention) or name.endswith("cross_attn"):
@@ -74,14 +73,11 @@ def _fuse_self_attention_int8(model: nn.Module, quantize_dynamic) -> None:
         fused = nn.Linear(layers[0].in_features, sum(lin.out_features for lin in layers))
         with torch.no_grad():
             fused.weight.copy_(torch.cat([lin.weight for lin in layers]))
-            fused.bias.copy_(
-                torch.cat(
-                    [
-                        lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features)
-                        for lin in layers
-                    ]
-                )
-            )
+            bias = concat_bias([lin.weight for lin in layers], [lin.bias for lin in layers])
+            if bias is None:  # no layer has a bias: the fused one adds nothing either
+                fused.bias.zero_()
+            else:
+                fused.bias.copy_(bias)
         holder = quantize_dynamic(
             nn.Sequential(fused),
             {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig},

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from transduce.models import fast_linear
-from transduce.models.attention import MultiHeadAttention
-from transduce.models.quantize import QKV_INT8, apply_precision
+from transduce.models.attention import QKV_INT8, MultiHeadAttention
+from transduce.models.quantize import apply_precision
 
 
 def separate(attn: MultiHeadAttention, x: torch.Tensor):

@@ -98,19 +98,25 @@ def test_multihead_fast_path_equals_weights_path(causal: bool) -> None:
         assert torch.all(w.triu(diagonal=1) == 0)
 
 
-@pytest.mark.parametrize("queries", [2, 5, 8])
-@pytest.mark.parametrize("masked,causal", [(False, False), (True, False), (True, True)])
-def test_multihead_few_queries_path_equals_fused(
-    queries: int, masked: bool, causal: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """At inference 2-8 queries take two batched products instead of the fused kernel."""
-    calls = []
+def spy_fused_kernel(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one on every call of the fused attention kernel."""
+    calls: list[int] = []
     fused_kernel = attention.F.scaled_dot_product_attention
     monkeypatch.setattr(
         attention.F,
         "scaled_dot_product_attention",
         lambda *a, **k: calls.append(1) or fused_kernel(*a, **k),
     )
+    return calls
+
+
+@pytest.mark.parametrize("queries", [2, 5, 8])
+@pytest.mark.parametrize("masked,causal", [(False, False), (True, False), (True, True)])
+def test_multihead_few_queries_path_equals_fused(
+    queries: int, masked: bool, causal: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At inference 2-8 queries take two batched products instead of the fused kernel."""
+    calls = spy_fused_kernel(monkeypatch)
     torch.manual_seed(queries)
     mha = MultiHeadAttention(16, 4).eval()
     keys = torch.randn(3, 9, 16)
@@ -170,13 +176,7 @@ def test_bf16_training_takes_the_products_path_over_short_keys(
     """Training under bf16 autocast on the CPU: two products and a softmax up to
     TRAIN_PRODUCTS_MAX_KEYS keys, the fused kernel beyond; the same values and gradients
     either way. fp32 training keeps the fused kernel."""
-    calls = []
-    fused_kernel = attention.F.scaled_dot_product_attention
-    monkeypatch.setattr(
-        attention.F,
-        "scaled_dot_product_attention",
-        lambda *a, **k: calls.append(1) or fused_kernel(*a, **k),
-    )
+    calls = spy_fused_kernel(monkeypatch)
     torch.manual_seed(0)
     mha = MultiHeadAttention(32, 4).train()
     x = torch.randn(3, 10, 32)
