@@ -38,7 +38,7 @@ from transduce.decoding import beam_search, greedy_search
 from transduce.models.quantize import apply_precision
 from transduce.models.seq2seq import build_model
 from transduce.training.loss import label_smoothed_nll
-from transduce.training.memory import keep_freed_memory
+from transduce.memory import keep_freed_memory
 from transduce.training.trainer import autocast_context
 
 CONFIGS = {
@@ -107,6 +107,8 @@ def decode_case(model, src, mask, beam: int, n: int):
 
 
 def bench_decode(args) -> list[dict]:
+    if args.keep_freed_memory:  # as Predictor does on the CPU
+        keep_freed_memory()
     rows = []
     for name in args.configs:
         model = apply_precision(peer_model(name).eval(), args.precision)
@@ -229,7 +231,9 @@ def bench_train(args) -> list[dict]:
 def bench_translate(args) -> list[dict]:
     from transduce.inference import Predictor
 
-    predictor = Predictor.load(args.model, precision=args.precision)
+    predictor = Predictor.load(
+        args.model, precision=args.precision, keep_freed_memory=args.keep_freed_memory
+    )
     examples = predictor.task.examples(predictor.task.read_split(args.split))
     inputs = [e.src_text for e in examples][: args.limit or None]  # any task's inputs
     predictor.predict(inputs[:16], beam=args.beam)  # warm-up
@@ -257,6 +261,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results.jsonl")
+    ap.add_argument(
+        "--no-keep-freed-memory",
+        dest="keep_freed_memory",
+        action="store_false",
+        help="leave glibc's malloc as it is (the trainer's `train.keep_freed_memory: false`; "
+        "Predictor(keep_freed_memory=False))",
+    )
     sub = ap.add_subparsers(dest="bench", required=True)
     d = sub.add_parser("decode")
     d.add_argument("--configs", nargs="+", default=["small", "base"])
@@ -283,12 +294,6 @@ def main() -> None:
         choices=["fp32", "bf16"],
         default="fp32",
         help="bf16: autocast around the forward, as `train.precision: bf16`",
-    )
-    t.add_argument(
-        "--no-keep-freed-memory",
-        dest="keep_freed_memory",
-        action="store_false",
-        help="leave glibc's malloc as it is (the trainer's `train.keep_freed_memory: false`)",
     )
     r = sub.add_parser("translate")
     r.add_argument("model")

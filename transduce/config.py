@@ -134,7 +134,7 @@ class TrainConfig:
     log_every: int = bounded(50, ge=1)
     threads: int = bounded(0, ge=0, le=4096)  # torch intra-op threads; 0 = leave torch's default
     # CPU, glibc: reuse freed large blocks instead of fresh zeroed pages (the process
-    # keeps its peak memory); see transduce/training/memory.py
+    # keeps its peak memory); see transduce/memory.py
     keep_freed_memory: bool = True
     progress: bool = True  # show a progress bar
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from transduce import memory
 from transduce.config import (
     DEFAULT_MAX_WORK,
     DEVICE_PATTERN,
@@ -260,9 +261,14 @@ class Predictor:
         cfg: Config,
         device: str = "cpu",
         precision: str = "fp32",
+        keep_freed_memory: bool = True,
     ):
         """precision: ``fp32``, or ``int8`` (dynamic int8 Linear/LSTM/GRU layers, CPU only;
-        see :mod:`transduce.models.quantize`)."""
+        see :mod:`transduce.models.quantize`).
+        keep_freed_memory: on the CPU, make this process reuse freed large blocks
+        (:func:`transduce.memory.keep_freed_memory`, process-wide): a beam step's
+        ``(batch x beam, vocabulary)`` tensors otherwise come back from the kernel as
+        fresh zeroed pages every step."""
         if precision not in PRECISIONS:
             raise TransduceError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
@@ -270,13 +276,21 @@ class Predictor:
         self.device = resolve_device(str(device))
         if precision != "fp32" and self.device.type != "cpu":
             raise TransduceError(f"precision {precision} runs on the CPU only, not {device}")
+        if keep_freed_memory and self.device.type == "cpu":
+            memory.keep_freed_memory()
         self.model = apply_precision(model.to(self.device).eval(), precision)
         self.task = task
         self.cfg = cfg
         self.precision = precision
 
     @classmethod
-    def load(cls, directory: str | Path, device: str = "cpu", precision: str = "fp32") -> Predictor:
+    def load(
+        cls,
+        directory: str | Path,
+        device: str = "cpu",
+        precision: str = "fp32",
+        keep_freed_memory: bool = True,
+    ) -> Predictor:
         directory = Path(directory)
         resolve_device(str(device))  # before the work of loading
         cfg = read_model_config(directory)
@@ -284,7 +298,7 @@ class Predictor:
         task.load(directory)
         model = build_model(cfg.model, task.src_vocab_size, task.tgt_vocab_size)
         load_model_weights(model, directory / "model.safetensors")
-        return cls(model, task, cfg, device, precision)
+        return cls(model, task, cfg, device, precision, keep_freed_memory)
 
     def decode_config(self, **options: Any) -> DecodeConfig:
         """The saved decode settings with the given options (None = keep) replaced."""
@@ -426,6 +440,11 @@ def predict_in_chunks(
         yield from predict(buffer, **options)
 
 
-def load(directory: str | Path, device: str = "cpu", precision: str = "fp32") -> Predictor:
+def load(
+    directory: str | Path,
+    device: str = "cpu",
+    precision: str = "fp32",
+    keep_freed_memory: bool = True,
+) -> Predictor:
     """``transduce.load("runs/x/best", precision="int8")`` -> a :class:`Predictor`."""
-    return Predictor.load(directory, device, precision)
+    return Predictor.load(directory, device, precision, keep_freed_memory)

@@ -18,6 +18,7 @@ LAYERS = {
     "registry": 0,
     "paths": 0,
     "checks": 0,
+    "memory": 0,
     "models": 1,
     "data": 1,
     "decoding": 1,

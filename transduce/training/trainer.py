@@ -31,7 +31,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from transduce import inference
+from transduce import inference, memory
 from transduce.config import Config, ConfigError, TransduceError
 from transduce.data.batching import token_batches
 from transduce.data.binarized import BinarizedExamples, example_lengths
@@ -40,7 +40,7 @@ from transduce.models.seq2seq import EncoderDecoder, build_model, check_model_si
 from transduce.tasks import Example, Task, build_task
 from transduce.tasks.base import read_split_nonempty
 from transduce.tasks.binarize import binarize, open_binarized
-from transduce.training import distributed, memory
+from transduce.training import distributed
 from transduce.training.checkpoint import (
     CheckpointManager,
     average_checkpoints,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from transduce.config import ConfigError, config_from_dict
-from transduce.training import memory
+from transduce import memory
 from transduce.training.trainer import Trainer
 
 libc = memory._glibc()
