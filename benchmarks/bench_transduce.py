@@ -35,10 +35,10 @@ import torch
 
 from transduce.config import ModelConfig
 from transduce.decoding import beam_search, greedy_search
+from transduce.memory import keep_freed_memory
 from transduce.models.quantize import apply_precision
 from transduce.models.seq2seq import build_model
 from transduce.training.loss import label_smoothed_nll
-from transduce.memory import keep_freed_memory
 from transduce.training.trainer import autocast_context
 
 CONFIGS = {

@@ -10,9 +10,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-def load(
-    directory, device: str = "cpu", precision: str = "fp32", keep_freed_memory: bool = True
-):
+def load(directory, device: str = "cpu", precision: str = "fp32", keep_freed_memory: bool = True):
     """Load a saved model folder; returns a :class:`transduce.inference.Predictor`.
 
     ``precision="int8"``: dynamic int8 quantization of the Linear/LSTM/GRU layers

@@ -7,8 +7,8 @@ import ctypes
 import pytest
 import torch
 
-from transduce.config import ConfigError, config_from_dict
 from transduce import memory
+from transduce.config import ConfigError, config_from_dict
 from transduce.training.trainer import Trainer
 
 libc = memory._glibc()
