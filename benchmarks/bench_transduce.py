@@ -107,7 +107,7 @@ def decode_case(model, src, mask, beam: int, n: int):
 
 
 def bench_decode(args) -> list[dict]:
-    if args.keep_freed_memory:  # as Predictor does on the CPU
+    if args.keep_freed_memory:  # as `transduce predict` and `evaluate` do on the CPU
         keep_freed_memory()
     rows = []
     for name in args.configs:
@@ -266,7 +266,7 @@ def main() -> None:
         dest="keep_freed_memory",
         action="store_false",
         help="leave glibc's malloc as it is (the trainer's `train.keep_freed_memory: false`; "
-        "Predictor(keep_freed_memory=False))",
+        "`transduce predict`/`evaluate` without it)",
     )
     sub = ap.add_subparsers(dest="bench", required=True)
     d = sub.add_parser("decode")

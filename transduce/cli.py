@@ -176,7 +176,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             )
         predictor = CT2Translator(args.model, device=args.device, inter_threads=args.inter_threads)
     else:
-        predictor = Predictor.load(args.model, device=args.device, precision=args.precision)
+        predictor = Predictor.load(
+            args.model,
+            device=args.device,
+            precision=args.precision,
+            keep_freed_memory=args.owns_process,
+        )
         if args.max_work:
             predictor.max_work = args.max_work
     options = _decode_options(args)
@@ -265,7 +270,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from transduce.paths import check_output
     from transduce.tasks.base import read_split_nonempty
 
-    predictor = Predictor.load(args.model, device=args.device, precision=args.precision)
+    predictor = Predictor.load(
+        args.model,
+        device=args.device,
+        precision=args.precision,
+        keep_freed_memory=args.owns_process,
+    )
     if args.max_work:
         predictor.max_work = args.max_work
     task = predictor.task
@@ -642,6 +652,10 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # Run from the command line (argv read from sys.argv), the command owns its process and
+    # may make process-wide settings: `predict` and `evaluate` then reuse freed memory
+    # (transduce/memory.py). Called as a function (main([...])), the process is the caller's.
+    args.owns_process = argv is None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )

@@ -261,14 +261,17 @@ class Predictor:
         cfg: Config,
         device: str = "cpu",
         precision: str = "fp32",
-        keep_freed_memory: bool = True,
+        keep_freed_memory: bool = False,
     ):
         """precision: ``fp32``, or ``int8`` (dynamic int8 Linear/LSTM/GRU layers, CPU only;
         see :mod:`transduce.models.quantize`).
         keep_freed_memory: on the CPU, make this process reuse freed large blocks
-        (:func:`transduce.memory.keep_freed_memory`, process-wide): a beam step's
-        ``(batch x beam, vocabulary)`` tensors otherwise come back from the kernel as
-        fresh zeroed pages every step."""
+        (:func:`transduce.memory.keep_freed_memory`, process-wide and one-way): a beam
+        step's ``(batch x beam, vocabulary)`` tensors otherwise come back from the kernel
+        as fresh zeroed pages every step. ``transduce predict`` and ``evaluate`` turn it
+        on (processes that only decode); off by default here, because a long-lived
+        process that does much else slowed down with it (the test suite's workers:
+        docs/decoding.md)."""
         if precision not in PRECISIONS:
             raise TransduceError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
@@ -289,7 +292,7 @@ class Predictor:
         directory: str | Path,
         device: str = "cpu",
         precision: str = "fp32",
-        keep_freed_memory: bool = True,
+        keep_freed_memory: bool = False,
     ) -> Predictor:
         directory = Path(directory)
         resolve_device(str(device))  # before the work of loading
@@ -444,7 +447,7 @@ def load(
     directory: str | Path,
     device: str = "cpu",
     precision: str = "fp32",
-    keep_freed_memory: bool = True,
+    keep_freed_memory: bool = False,
 ) -> Predictor:
     """``transduce.load("runs/x/best", precision="int8")`` -> a :class:`Predictor`."""
     return Predictor.load(directory, device, precision, keep_freed_memory)
