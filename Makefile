@@ -22,7 +22,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check transduce tests benchmarks scripts
 	$(BIN)/ruff format --check transduce tests benchmarks scripts
-	$(BIN)/pytest -q -n 2 --durations=10
+	# two workers share two cores: OpenMP threads that spin while waiting starve the other
+	# worker's threads (a tiny training went from 22 s alone to 500 s beside another one)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/pytest -q -n 2 --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check transduce tests benchmarks scripts
