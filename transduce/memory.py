@@ -14,7 +14,10 @@ training step then reuses the previous step's memory. The process keeps its peak
 memory for its lifetime (a training process reaches its peak every step anyway;
 measured +7% peak RSS on the peers' small Transformer). It changes nothing where the
 C library is not glibc, and is process-wide and one-way: the trainer calls it on the
-CPU when ``train.keep_freed_memory`` is true (the default).
+CPU when ``train.keep_freed_memory`` is true (the default), ``transduce predict`` and
+``transduce evaluate`` when run from the command line (a beam step's ``(batch x beam,
+vocabulary)`` tensors), and ``Predictor``/``transduce.load`` only when asked
+(``keep_freed_memory=True``).
 """
 
 from __future__ import annotations
