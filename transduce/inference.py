@@ -269,9 +269,8 @@ class Predictor:
         (:func:`transduce.memory.keep_freed_memory`, process-wide and one-way): a beam
         step's ``(batch x beam, vocabulary)`` tensors otherwise come back from the kernel
         as fresh zeroed pages every step. ``transduce predict`` and ``evaluate`` turn it
-        on (processes that only decode); off by default here, because a long-lived
-        process that does much else slowed down with it (the test suite's workers:
-        docs/decoding.md)."""
+        on (processes that only decode); off by default here, because a library should
+        not change how its caller's process allocates memory (docs/decoding.md)."""
         if precision not in PRECISIONS:
             raise TransduceError(
                 f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
