@@ -44,3 +44,44 @@ def test_precision_names() -> None:
     assert apply_precision(model, "fp32") is model
     with pytest.raises(ConfigError, match="precision"):
         apply_precision(model, "int4")
+
+
+@pytest.mark.skipif(
+    "onednn" not in torch.backends.quantized.supported_engines, reason="torch built without oneDNN"
+)
+@torch.no_grad()
+def test_int8_linear_takes_onednn_for_many_rows_and_agrees(monkeypatch) -> None:
+    """Int8Linear holds the weight packed for fbgemm and for oneDNN; many rows take
+    oneDNN, few rows fbgemm, and the two give the same numbers up to float rounding."""
+    from transduce.models.quantize import _ONEDNN, Int8Linear
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(48, 40)
+    q = quantize_int8(torch.nn.Sequential(lin))[0]
+    assert type(q) is Int8Linear
+    assert q.__dict__[_ONEDNN] is not None
+    engine_before = torch.backends.quantized.engine
+    calls = []
+    real = torch.ops.quantized.linear_dynamic
+
+    class Spy:
+        def __call__(self, x, packed, *a, **k):
+            calls.append("onednn" if packed is q.__dict__[_ONEDNN] else "default")
+            return real(x, packed, *a, **k)
+
+    monkeypatch.setattr(torch.ops.quantized, "linear_dynamic", Spy())
+    few = torch.randn(2, 3, 48)  # 6 rows
+    many = torch.randn(4, Int8Linear.MIN_ROWS, 48)
+    y_few, y_many = q(few), q(many)
+    assert calls == ["default", "onednn"]
+    assert y_few.shape == (2, 3, 40) and y_many.shape == (4, Int8Linear.MIN_ROWS, 40)
+    # the same input through the other packing (the input is quantized per tensor, so
+    # it must be the same tensor): the same numbers, to float rounding
+    calls.clear()
+    monkeypatch.setattr(q, "MIN_ROWS", 10**9)
+    fbgemm_many = q(many)
+    assert calls == ["default"]
+    assert torch.allclose(y_many, fbgemm_many, atol=1e-5, rtol=0)
+    # and both stay close to float32
+    assert (y_many - lin(many)).abs().max() < 0.05
+    assert torch.backends.quantized.engine == engine_before  # packing restored the engine
