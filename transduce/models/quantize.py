@@ -82,9 +82,7 @@ class Int8Linear(torch.ao.nn.quantized.dynamic.Linear):
         if packed is not None and x.numel():
             rows = x.numel() // x.size(-1)
             if rows >= self.MIN_ROWS or rows * self.out_features >= self.MIN_OUTPUTS:
-                return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=True).to(
-                    x.dtype
-                )
+                return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=True).to(x.dtype)
         return super().forward(x)
 
     def _get_name(self):
