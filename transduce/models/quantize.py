@@ -46,6 +46,19 @@ def _onednn_available() -> bool:
     return "onednn" in torch.backends.quantized.supported_engines
 
 
+def _on_onednn(build):
+    """``build()`` with the quantized engine set to oneDNN, so that the weights it packs
+    are packed for oneDNN; None where torch has no oneDNN engine or already uses it."""
+    engine = torch.backends.quantized.engine
+    if not _onednn_available() or engine == "onednn":
+        return None
+    torch.backends.quantized.engine = "onednn"
+    try:
+        return build()
+    finally:
+        torch.backends.quantized.engine = engine
+
+
 class Int8Linear(torch.ao.nn.quantized.dynamic.Linear):
     """PyTorch's dynamically quantized ``Linear`` with a second packing of the same int8
     weight for oneDNN, used when a call has many rows.
@@ -62,19 +75,12 @@ class Int8Linear(torch.ao.nn.quantized.dynamic.Linear):
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
         qlinear = super().from_float(mod, use_precomputed_fake_quant=use_precomputed_fake_quant)
-        if (
-            qlinear._packed_params.dtype == torch.qint8
-            and _onednn_available()
-            and torch.backends.quantized.engine != "onednn"
-        ):
+        if qlinear._packed_params.dtype == torch.qint8:
             weight, bias = qlinear._weight_bias()
-            engine = torch.backends.quantized.engine
-            torch.backends.quantized.engine = "onednn"
-            try:
-                # a plain attribute: never saved, rebuilt by quantize_int8
-                qlinear.__dict__[_ONEDNN] = torch.ops.quantized.linear_prepack(weight, bias)
-            finally:
-                torch.backends.quantized.engine = engine
+            # a plain attribute: never saved, rebuilt by quantize_int8
+            qlinear.__dict__[_ONEDNN] = _on_onednn(
+                lambda: torch.ops.quantized.linear_prepack(weight, bias)
+            )
         return qlinear
 
     def forward(self, x):
@@ -113,14 +119,108 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         )
 
 
+class _Int8RNN:
+    """The same second packing for PyTorch's dynamically quantized LSTM and GRU: a call
+    whose batch has :attr:`MIN_ROWS` rows or more (a beam step over a batch, the
+    encoder over a batch) runs on the oneDNN copy. Measured on this project's CPU
+    (2 threads, one LSTM layer 1,024 -> 512, one step): 1 row 0.18 ms fbgemm against
+    0.36 oneDNN, 32 rows 0.75 against 0.69, 128 rows 1.86 against 1.36; 32 rows x 25
+    steps 11.1 against 8.5 ms. Same integers, outputs equal to float rounding."""
+
+    MIN_ROWS = 32
+
+    @classmethod
+    def from_float(cls, mod, use_precomputed_fake_quant=False):
+        rnn = super().from_float(mod, use_precomputed_fake_quant=use_precomputed_fake_quant)
+        # torch's RNNBase.from_float builds its own LSTM/GRU class, not ``cls``; this
+        # subclass adds methods only, so the instance can take it as its class
+        assert isinstance(rnn, cls.__mro__[2]), type(rnn)
+        rnn.__class__ = cls
+        if rnn.dtype == torch.qint8:
+            default = rnn._all_weight_values
+            weights = rnn._weight_bias()
+
+            def pack():  # torch's own packing of the same int8 weights, under oneDNN
+                rnn.set_weight_bias({**weights["weight"], **weights["bias"]})
+                return [m.param for m in rnn._all_weight_values]
+
+            try:
+                rnn.__dict__[_ONEDNN] = _on_onednn(pack)
+            finally:
+                rnn._all_weight_values = default
+        return rnn
+
+    def _params(self, rows: int):
+        """The oneDNN cell parameters for ``rows`` rows, or None for the default ones."""
+        onednn = self.__dict__.get(_ONEDNN)
+        return onednn if onednn is not None and rows >= self.MIN_ROWS else None
+
+    def _zeros(self, input: torch.Tensor, rows: int) -> torch.Tensor:
+        layers = self.num_layers * (2 if self.bidirectional else 1)
+        return input.new_zeros(layers, rows, self.hidden_size)
+
+
+class Int8LSTM(_Int8RNN, torch.ao.nn.quantized.dynamic.LSTM):
+    """Dynamically quantized ``nn.LSTM`` with the oneDNN copy (:class:`_Int8RNN`)."""
+
+    def forward_impl(self, input, hx, batch_sizes, max_batch_size, sorted_indices):
+        params = self._params(max_batch_size)
+        if params is None:
+            return super().forward_impl(input, hx, batch_sizes, max_batch_size, sorted_indices)
+        if hx is None:
+            hx = (self._zeros(input, max_batch_size),) * 2
+        else:
+            hx = self.permute_hidden(hx, sorted_indices)
+        self.check_forward_args(input, hx, batch_sizes)
+        rest = (params, self.bias, self.num_layers, float(self.dropout), self.training)
+        if batch_sizes is None:
+            result = torch.quantized_lstm(
+                input, hx, *rest, self.bidirectional, self.batch_first,
+                dtype=self.dtype, use_dynamic=True,
+            )  # fmt: skip
+        else:
+            result = torch.quantized_lstm(
+                input, batch_sizes, hx, *rest, self.bidirectional,
+                dtype=self.dtype, use_dynamic=True,
+            )  # fmt: skip
+        return result[0], result[1:]
+
+    def _get_name(self):
+        return "Int8LSTM"
+
+
+class Int8GRU(_Int8RNN, torch.ao.nn.quantized.dynamic.GRU):
+    """Dynamically quantized ``nn.GRU`` with the oneDNN copy (:class:`_Int8RNN`)."""
+
+    def forward_impl(self, input, hx, batch_sizes, max_batch_size, sorted_indices):
+        params = self._params(max_batch_size)
+        if params is None:
+            return super().forward_impl(input, hx, batch_sizes, max_batch_size, sorted_indices)
+        if hx is None:
+            hx = self._zeros(input, max_batch_size)
+        else:
+            hx = self.permute_hidden(hx, sorted_indices)
+        self.check_forward_args(input, hx, batch_sizes)
+        rest = (params, self.bias, self.num_layers, self.dropout, self.training)
+        if batch_sizes is None:
+            result = torch.quantized_gru(input, hx, *rest, self.bidirectional, self.batch_first)
+        else:
+            result = torch.quantized_gru(input, batch_sizes, hx, *rest, self.bidirectional)
+        return result[0], result[1]
+
+    def _get_name(self):
+        return "Int8GRU"
+
+
 def _int8_mapping() -> dict:
-    """torch's dynamic quantization mapping with :class:`Int8Linear` for ``nn.Linear``."""
+    """torch's dynamic quantization mapping with this module's classes for ``nn.Linear``,
+    ``nn.LSTM`` and ``nn.GRU``."""
     from torch.ao.quantization.quantization_mappings import (
         get_default_dynamic_quant_module_mappings,
     )
 
     mapping = dict(get_default_dynamic_quant_module_mappings())
-    mapping[nn.Linear] = Int8Linear
+    mapping.update({nn.Linear: Int8Linear, nn.LSTM: Int8LSTM, nn.GRU: Int8GRU})
     return mapping
 
 
@@ -167,4 +267,4 @@ def apply_precision(model: nn.Module, precision: str) -> nn.Module:
     return quantize_int8(model) if precision == "int8" else pack_linears(model)
 
 
-__all__ = ["PRECISIONS", "Int8Linear", "apply_precision", "quantize_int8"]
+__all__ = ["PRECISIONS", "Int8GRU", "Int8LSTM", "Int8Linear", "apply_precision", "quantize_int8"]

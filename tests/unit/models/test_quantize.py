@@ -85,3 +85,63 @@ def test_int8_linear_takes_onednn_for_many_rows_and_agrees(monkeypatch) -> None:
     # and both stay close to float32
     assert (y_many - lin(many)).abs().max() < 0.05
     assert torch.backends.quantized.engine == engine_before  # packing restored the engine
+
+
+@pytest.mark.skipif(
+    "onednn" not in torch.backends.quantized.supported_engines, reason="torch built without oneDNN"
+)
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@torch.no_grad()
+def test_int8_rnn_takes_onednn_for_large_batches_and_agrees(monkeypatch, kind: str) -> None:
+    """Int8LSTM / Int8GRU: batches of MIN_ROWS rows or more run on the oneDNN packing,
+    smaller ones on the default; both give the float model's result to int8 rounding
+    and each other's to float rounding, on plain and packed (encoder) inputs, with and
+    without a given hidden state."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from transduce.models.quantize import _ONEDNN, Int8GRU, Int8LSTM
+
+    torch.manual_seed(0)
+    cls, qcls = (torch.nn.LSTM, Int8LSTM) if kind == "lstm" else (torch.nn.GRU, Int8GRU)
+    rnn = cls(12, 16, num_layers=2, batch_first=True, bidirectional=True)
+    q = quantize_int8(torch.nn.Sequential(copy.deepcopy(rnn)))[0]
+    assert type(q) is qcls
+    onednn = q.__dict__[_ONEDNN]
+    assert len(onednn) == 4  # 2 layers x 2 directions
+    op_name = "quantized_lstm" if kind == "lstm" else "quantized_gru"
+    real = getattr(torch, op_name)
+    calls = []
+
+    def spy(*args, **kwargs):
+        params = next(a for a in args if isinstance(a, list))
+        calls.append("onednn" if params is onednn else "default")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, op_name, spy)
+    rows = qcls.MIN_ROWS
+    x = torch.randn(rows, 5, 12)
+    lengths = torch.randint(1, 6, (rows,))
+    lengths[0] = 5
+    h0 = torch.randn(4, rows, 16)
+    hx = (h0, torch.randn(4, rows, 16)) if kind == "lstm" else h0
+    inputs = [
+        (x, None),
+        (x, hx),
+        (pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False), None),
+    ]
+    many = [q(inp, h) for inp, h in inputs]
+    assert calls == ["onednn"] * 3
+    few = q(x[:3])
+    assert calls[-1] == "default" and few[0].shape == (3, 5, 32)
+    monkeypatch.setattr(q, "MIN_ROWS", 10**9)
+    calls.clear()
+    default = [q(inp, h) for inp, h in inputs]
+    assert calls == ["default"] * 3
+    for (out_a, h_a), (out_b, h_b), (inp, h) in zip(many, default, inputs):
+        out_f, _ = rnn(inp, h)
+        if isinstance(out_a, torch.nn.utils.rnn.PackedSequence):
+            out_a, out_b, out_f = out_a.data, out_b.data, out_f.data
+        assert torch.allclose(out_a, out_b, atol=1e-5, rtol=0)
+        assert (out_a - out_f).abs().max() < 0.05
+        for a, b in zip(*((h_a, h_b) if kind == "lstm" else ((h_a,), (h_b,)))):
+            assert torch.allclose(a, b, atol=1e-5, rtol=0)
