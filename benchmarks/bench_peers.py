@@ -31,6 +31,7 @@ import functools
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -135,6 +136,10 @@ def train_cell(args, config: str, system: str) -> dict:
     return {**rec, "tok_s": rec.get("tgt_tok_s")}
 
 
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
 def fmt(v) -> str:
     return "" if v is None else f"{v:,.0f}"
 
@@ -167,6 +172,13 @@ def main() -> None:
         help="also train the Transformers under bf16 autocast, transduce (`train.precision: "
         "bf16`) and HF (the peers' bf16 mode)",
     )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every workload's systems this many times, round after round, each in a "
+        "fresh process; the table takes medians (a noisy host moves whole processes)",
+    )
     ap.add_argument("--timeout", type=int, default=900, help="seconds per case")
     ap.add_argument(
         "--before",
@@ -197,38 +209,51 @@ def main() -> None:
     decode_systems = [s for s in systems if s not in (LSTM_REF, TWO_PROC, *BF16)]
     records = []
 
-    def case(workload: str, system: str, fn) -> None:
+    def case(workload: str, system: str, fn, round_: int = 0) -> None:
         before = loadavg()
         start = time.time()
         rec = fn()
         rec.update(workload=workload, system=system, load_before=before, load_after=loadavg())
+        rec["round"] = round_
         rec["wall_s"] = round(time.time() - start, 1)
         records.append(rec)
         shown = fmt(rec.get("tok_s")) if "error" not in rec else "ERROR " + rec["error"][-200:]
         print(f"{workload:22s} {system:15s} {shown} (load {before:.1f})", file=sys.stderr)
 
+    def rounds(workload: str, systems: list[str], cell) -> None:
+        """Every system once per round, ``--rounds`` rounds in a row: the systems of a
+        round run within a minute of each other, so a change of load hits them alike."""
+        for r in range(args.rounds):
+            for system in systems:
+                case(workload, system, functools.partial(cell, system), r)
+
     for config in args.configs:
         for beam in args.beams:
             workload = f"{config} {'greedy' if beam == 1 else f'beam {beam}'}"
-            for system in decode_systems:
-                cell = functools.partial(decode_cell, args, config, beam, system)
-                case(workload, system, cell)
+            rounds(workload, decode_systems, lambda s, c=config, b=beam: decode_cell(args, c, b, s))
     for config in args.batch1:
-        workload = f"{config} greedy batch 1"
-        for system in decode_systems:
-            cell = functools.partial(decode_cell, args, config, 1, system, 1)
-            case(workload, system, cell)
+        rounds(
+            f"{config} greedy batch 1",
+            decode_systems,
+            lambda s, c=config: decode_cell(args, c, 1, s, 1),
+        )
     for config in args.train:
+        systems_here = []
         for system in train_systems:
             if config == "lstm" and system == "HF":
                 system = LSTM_REF
             if config == "lstm" and system in BF16:
                 continue  # the peers' LSTM reference has no bf16 mode
-            case(f"train {config}", system, lambda c=config, s=system: train_cell(args, c, s))
+            systems_here.append(system)
+        rounds(f"train {config}", systems_here, lambda s, c=config: train_cell(args, c, s))
 
-    table = {}
+    per_round = {}  # workload -> system -> [tok/s of each round]
     for r in records:
-        table.setdefault(r["workload"], {})[r["system"]] = r.get("tok_s")
+        per_round.setdefault(r["workload"], {}).setdefault(r["system"], []).append(r.get("tok_s"))
+    table = {
+        w: {s: _median([v for v in vals if v]) for s, vals in row.items()}
+        for w, row in per_round.items()
+    }
     pairs = {
         "fp32 / HF": ("transduce fp32", "HF"),
         "fp32 / CT2 fp32": ("transduce fp32", "CT2 fp32"),
@@ -248,8 +273,10 @@ def main() -> None:
     ]
     for workload, row in table.items():
 
-        def ratio(a: str, b: str, row=row) -> str:
-            return f"{row[a] / row[b]:.2f}" if row.get(a) and row.get(b) else ""
+        def ratio(a: str, b: str, rounds=per_round[workload]) -> str:
+            """The median of the rounds' ratios: each ratio compares runs a minute apart."""
+            pairs = [(x, y) for x, y in zip(rounds.get(a, []), rounds.get(b, [])) if x and y]
+            return f"{_median([x / y for x, y in pairs]):.2f}" if pairs else ""
 
         cells = [fmt(row.get(s)) for s in systems]
         ratios = [ratio(a, b) for a, b in pairs.values()]
@@ -265,7 +292,14 @@ def main() -> None:
     )
     footer = (
         f"\n{meta['date']}, {meta['cpus']} CPUs ({meta['machine']}), {args.threads} threads; "
-        f"target tokens/s, median of {args.reps} runs; 1-minute load average "
+        f"target tokens/s, median of {args.reps} runs"
+        + (
+            f" in each of {args.rounds} rounds (cells: median over rounds; ratios: "
+            "median of the rounds' ratios)"
+            if args.rounds > 1
+            else ""
+        )
+        + "; 1-minute load average "
         f"{meta['load_min']:.1f}-{meta['load_max']:.1f} during the run.\n"
     )
     for config in args.batch1:  # the latency target: a step's time against CT2 int8's
