@@ -17,6 +17,7 @@ from transduce.checks import field_arg_type as _field
 from transduce.config import DecodeConfig, ServeLimits, TransduceError
 
 POSITIVE = Check(ge=1, le=2**31)
+AVERAGED = "averaged.json"  # written by `transduce average` into the model folder it makes
 
 
 def _decode_options(args: argparse.Namespace) -> dict:
@@ -198,9 +199,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.format != "text":
         return _predict_with_times(predictor, inputs, options, args)
     if args.attention_plot:
-        from transduce.paths import check_output
+        from transduce.paths import check_output_file
 
-        check_output(args.attention_plot, [args.model, *args.inputs], "--attention-plot")
+        check_output_file(args.attention_plot, [args.model, *args.inputs], "--attention-plot")
         return _predict_with_attention_plot(predictor, list(inputs), options, args)
     for out in predictor.predict_stream(inputs, chunk=chunk, **options):
         if isinstance(out, list):
@@ -267,7 +268,7 @@ def _predict_with_attention_plot(predictor, inputs: list, options: dict, args) -
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from transduce.inference import Predictor
-    from transduce.paths import check_output
+    from transduce.paths import check_output_file
     from transduce.tasks.base import read_split_nonempty
 
     predictor = Predictor.load(
@@ -285,7 +286,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.data:
         setattr(task.cfg.data, args.split, args.data)
     if args.output:
-        check_output(args.output, [args.model, getattr(task.cfg.data, args.split)], "--output")
+        split_file = getattr(task.cfg.data, args.split)
+        check_output_file(args.output, [args.model, split_file], "--output")
     items = read_split_nonempty(task, args.split)
     examples = task.examples(items)
     if not examples:
@@ -305,7 +307,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for name, r in base.items():
             print(f"{name.upper():6s} {r.score:6.2f}  {r.signature}")
     if args.output:
-        Path(args.output).write_text("\n".join(hyps) + "\n", encoding="utf-8")
+        try:
+            Path(args.output).write_text("\n".join(hyps) + "\n", encoding="utf-8")
+        except OSError as e:
+            raise TransduceError(f"--output {args.output}: cannot write it ({e})") from None
     return 0
 
 
@@ -340,11 +345,16 @@ def cmd_average(args: argparse.Namespace) -> int:
 
     from transduce.inference import Predictor, read_model_config, save_model_dir
     from transduce.paths import check_output, is_model_folder, replace_folder
-    from transduce.training.checkpoint import CheckpointManager, average_checkpoints
+    from transduce.training.checkpoint import (
+        CheckpointManager,
+        average_checkpoints,
+        check_weights_match,
+    )
 
     run = Path(args.run)
     if not run.is_dir():
-        raise TransduceError(f"run folder {run} does not exist")
+        why = "is a file, not a folder" if run.exists() else "does not exist"
+        raise TransduceError(f"run folder {run} {why}")
     paths = [Path(p) for p in args.checkpoints] or [
         k.path for k in CheckpointManager(run, 0, True).kept()
     ]
@@ -353,20 +363,31 @@ def cmd_average(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run / "averaged"
     # writing over the run's model folders, checkpoints or logs would lose them
     check_output(out, [run / "best", run / "last", *paths])
-    if out.exists() and not (out.is_dir() and is_model_folder(out)):
-        raise TransduceError(
-            f"--out {out} exists and is not a model folder; choose another output path"
-        )
+
+    def is_average(folder: Path) -> bool:
+        """A model folder this command wrote (re-averaging replaces it): it has
+        averaged.json, or it is the run's own averaged/ (made before that file existed)."""
+        own = (folder / AVERAGED).is_file() or folder.resolve() == (run / "averaged").resolve()
+        return is_model_folder(folder) and own
+
+    if out.exists() and not (out.is_dir() and is_average(out)):
+        what = "a model folder made by transduce average" if out.is_dir() else "a folder"
+        raise TransduceError(f"--out {out} exists and is not {what}; choose another output path")
     predictor = Predictor.load(run / "best")
-    predictor.model.load_state_dict(average_checkpoints(paths))
+    averaged = average_checkpoints(paths)
+    names = ", ".join(str(p) for p in paths)
+    check_weights_match(predictor.model.state_dict(), averaged, f"checkpoint(s) {names}")
+    predictor.model.load_state_dict(averaged, strict=False)  # tied keys: any one of them
     cfg = read_model_config(run / "best")
 
     def build(tmp: Path) -> None:
         with torch.no_grad():
             save_model_dir(tmp, predictor.model, cfg, predictor.task)
+        sources = {"run": str(run), "checkpoints": [str(p) for p in paths]}
+        (tmp / AVERAGED).write_text(json.dumps(sources, indent=2) + "\n", encoding="utf-8")
 
-    # an existing model folder is replaced (re-averaging), only once the new one is complete
-    replace_folder(out, build, force=True, is_own=is_model_folder, kind="model folder")
+    # an earlier average is replaced (re-averaging), only once the new one is complete
+    replace_folder(out, build, force=True, is_own=is_average, kind="model folder")
     print(f"averaged {len(paths)} checkpoints into {out}")
     return 0
 

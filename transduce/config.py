@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -30,6 +31,35 @@ from transduce.checks import (  # noqa: F401  (re-exported: the package imports 
     field_check,
     parse_checked,
 )
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that ``3e-4`` and ``1E5`` are numbers (YAML 1.2), as
+    every user expects, instead of strings (YAML 1.1 needs ``3.0e-4``)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Read YAML as configs are read everywhere (files, overrides, a run's config.yaml)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
 
 
 def check_value(cls: type, name: str, value: Any, where: str) -> Any:
@@ -170,12 +200,20 @@ class DecodeConfig:
     )  # joint: score = (1 - w) * attention + w * CTC prefix score
 
     def check_together(self, where: str = "decode") -> None:
-        """Rules between fields: a search returns at most ``beam`` hypotheses."""
+        """Rules between fields: a search returns at most ``beam`` hypotheses; a fixed
+        maximum length (``max_len_a`` 0) is not below the minimum length."""
         if not self.sampling and self.nbest > self.beam:
             raise ConfigError(
                 f"{where}.nbest ({self.nbest}) must not exceed {where}.beam ({self.beam}): "
                 "a beam search returns at most beam hypotheses; raise the beam or lower nbest",
                 f"{where}.nbest",
+            )
+        if self.max_len_a == 0 and self.min_len > self.max_len_b:
+            raise ConfigError(
+                f"{where}.min_len ({self.min_len}) must not exceed the maximum output length "
+                f"{where}.max_len_b ({self.max_len_b}; --max-len, or max_len in a request): "
+                "lower min_len or raise the maximum length",
+                f"{where}.min_len",
             )
 
 
@@ -264,6 +302,23 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def check_together(self, where: str = "config") -> None:
+        """Rules between sections: one embedding for source and target, or copying source
+        tokens into the output, needs one vocabulary (with two of the same size, the same
+        id would mean different words on each side, silently)."""
+        if self.tokenizer.shared or self.tokenizer.type == "whisper":
+            return
+        for key, on in (
+            ("model.share_embeddings", self.model.share_embeddings),
+            ("model.decoder.copy", self.model.decoder.get("copy") is True),
+        ):
+            if on:
+                raise ConfigError(
+                    f"{where}.{key}: true needs one vocabulary for source and target "
+                    f"({where}.tokenizer.shared: true); set one of them differently",
+                    key,
+                )
+
 
 def _nearest(key: str, options: typing.Iterable[str]) -> str:
     close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
@@ -351,7 +406,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override '{text}' must look like key.sub=value")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     # YAML reads 3e-4 as a string; numbers in scientific notation should be numbers.
@@ -396,11 +451,13 @@ def config_from_dict(raw: dict, where: str = "config") -> Config:
 def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
     """Load a YAML (or JSON) config file, apply ``a.b=c`` overrides, validate it."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; give the YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
         text = path.read_text(encoding="utf-8")
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        raw = json.loads(text) if path.suffix == ".json" else yaml_load(text)
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML/JSON: {e}") from None
     if raw is None:

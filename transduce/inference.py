@@ -230,7 +230,8 @@ def save_model_dir(directory: Path, model: EncoderDecoder, cfg: Config, task: Ta
 def read_model_config(directory: Path) -> Config:
     directory = Path(directory)
     if not directory.is_dir():
-        raise TransduceError(f"model folder {directory} does not exist")
+        why = "is a file, not a folder" if directory.exists() else "does not exist"
+        raise TransduceError(f"model folder {directory} {why}")
     path = directory / "config.json"
     if not path.is_file():
         raise TransduceError(

@@ -7,10 +7,15 @@
   anything else is refused, whatever the flags (:func:`replace_folder`).
 * The new output is written beside the old one and moved into place only once it is
   complete, so a failure half-way leaves the old output (and everything else) as it was.
+* An output *file* (``evaluate --output``, ``predict --attention-plot``) is checked
+  before any work: not a folder, its folder exists, and it does not overwrite a file of
+  something transduce made (a run folder, a model folder, a data set, an export)
+  (:func:`check_output_file`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -50,6 +55,52 @@ def check_output(
             f"{option} {out} {relation} the input {item}; writing there would damage the input. "
             "Choose an output folder outside it"
         )
+    return target
+
+
+def made_by_transduce(folder: Path) -> str | None:
+    """What ``folder`` is when transduce made it (a run folder, a model folder, a data set,
+    a CTranslate2 export, a binarized corpus), else None."""
+    if (folder / "config.yaml").is_file() and any(
+        (folder / name).exists() for name in ("train.log", "checkpoints.json", "last.pt")
+    ):
+        return "run folder"
+    if is_model_folder(folder):
+        return "model folder"
+    if (folder / "card.json").is_file():
+        return "data set"
+    if (folder / "transduce" / "export.json").is_file():
+        return "CTranslate2 export"
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        if isinstance(meta, dict) and meta.get("format") == "transduce-binarized":
+            return "binarized corpus"
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def check_output_file(out: str | Path, inputs: Iterable[str | Path], option: str) -> Path:
+    """Refuse, before any work, an output file that cannot be written or would damage
+    something: one of the inputs (:func:`check_output`), a folder, a path whose folder
+    does not exist, or an existing file inside a folder transduce made (a run's
+    ``last.pt``, a data set's ``train.tsv``). A new file in such a folder is fine."""
+    out = Path(out)
+    target = check_output(out, inputs, option)
+    if target.is_dir():
+        raise TransduceError(f"{option} {out} is a folder; give a file name, e.g. {out}/out.txt")
+    if not target.parent.is_dir():
+        raise TransduceError(
+            f"{option} {out}: the folder {target.parent} does not exist; create it first"
+        )
+    if target.exists() or target.is_symlink():
+        for folder in target.parents:
+            kind = made_by_transduce(folder)
+            if kind is not None:
+                raise TransduceError(
+                    f"{option} {out} would overwrite a file of the {kind} {folder}; "
+                    "choose a new file name"
+                )
     return target
 
 

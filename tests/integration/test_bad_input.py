@@ -496,3 +496,149 @@ def test_sentencepiece_round_trips_text_it_never_saw(data_dir):
         ids = tok.encode(text)
         assert 1 not in ids, text  # no <unk>
         assert tok.decode(ids) == text
+
+
+# ------------------------------------------------------------------ second audit: new cases
+
+
+def test_yaml_numbers_in_exponent_form_are_numbers(run, tmp_path, capsys):
+    """``lr: 3e-3`` is a number in a config file as on the command line (PyYAML alone reads
+    it as a string, and the loader then refused a value that looks like a number)."""
+    from transduce.config import load_config
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("train:\n  lr: 3e-3\n  max_minutes: 1E1\n", encoding="utf-8")
+    loaded = load_config(cfg)
+    assert loaded.train.lr == 0.003 and loaded.train.max_minutes == 10.0
+    cfg.write_text("train:\n  lr: -3e-3\n", encoding="utf-8")
+    argv = ["train", cfg, "--run-dir", tmp_path / "r"]
+    line = assert_refused(argv, capsys, ["train.lr", "-0.003"])
+    assert "out of range" in line
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "make,names",
+    [
+        (lambda d: ["train", d], "is a folder"),  # the config file
+        (lambda d: ["predict", d / "f.txt"], "is a file"),  # the model folder
+        (lambda d: ["average", d / "f.txt"], "is a file"),  # the run folder
+    ],
+)
+def test_paths_of_the_wrong_kind_say_so(tmp_path, capsys, make, names):
+    (tmp_path / "f.txt").write_text("a user's file")
+    assert_refused(make(tmp_path), capsys, [names, str(tmp_path)], run=tmp_path)
+
+
+def test_min_len_above_a_fixed_max_len_is_refused(run, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Ein Satz.\n"))
+    argv = ["predict", run / "best", "--min-len", "50", "--max-len", "5"]
+    line = assert_refused(argv, capsys, ["min_len", "--max-len"], run=run)
+    assert "(50)" in line and "(5;" in line
+
+
+@pytest.mark.parametrize("option", ["--output", "--attention-plot"])
+@pytest.mark.parametrize("where", ["folder", "missing-folder"])
+def test_output_file_that_cannot_be_written_is_refused_before_decoding(
+    run, tmp_path, capsys, monkeypatch, option, where
+):
+    """Before: a traceback (IsADirectoryError, FileNotFoundError) after all the decoding."""
+    target = tmp_path if where == "folder" else tmp_path / "no" / "such" / "out.txt"
+    monkeypatch.setattr("sys.stdin", io.StringIO("Ein Satz.\n"))
+    command = "evaluate" if option == "--output" else "predict"
+    argv = [command, run / "best", option, target]
+    if command == "evaluate":
+        argv += ["--limit", "2"]
+    want = "is a folder" if where == "folder" else "does not exist"
+    assert_refused(argv, capsys, [option, want], run=run)
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("victim", ["train.log", "last.pt", "checkpoints.json", "best/config.json"])
+def test_output_file_never_overwrites_a_file_of_a_run(run, capsys, monkeypatch, victim):
+    """Before: ``evaluate --output RUN/last.pt`` replaced the checkpoint with hypotheses."""
+    argv = ["evaluate", run / "best", "--limit", "2", "--output", run / victim]
+    assert_refused(argv, capsys, ["--output", str(run / victim)], run=run)
+    monkeypatch.setattr("sys.stdin", io.StringIO("Ein Satz.\n"))
+    argv = ["predict", run / "last", "--attention-plot", run / victim]
+    assert_refused(argv, capsys, "--attention-plot", run=run)
+
+
+def test_output_file_never_overwrites_a_prepared_data_set(run, tmp_path, capsys):
+    data = tmp_path / "data" / "ddtp-de-en"
+    data.mkdir(parents=True)
+    (data / "card.json").write_text("{}")
+    shutil.copy(run / "train.log", data / "train.tsv")
+    argv = ["evaluate", run / "best", "--limit", "2", "--output", data / "train.tsv"]
+    assert_refused(argv, capsys, ["--output", "data set"], run=data)
+
+
+def test_output_file_may_be_a_new_file_in_the_run_folder(run_copy, capsys):
+    """The positive side: a new file beside the run's own is written."""
+    before = snapshot(run_copy)
+    out = run_copy / "test.hyp"
+    code, err = run_cli(["evaluate", run_copy / "best", "--limit", "2", "--output", out], capsys)
+    assert code == 0, err
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+    assert {k: v for k, v in snapshot(run_copy).items() if k != "test.hyp"} == before
+
+
+def test_average_refuses_weights_of_another_model(run, tmp_path, capsys):
+    """Before: a RuntimeError traceback from load_state_dict."""
+    other = tmp_path / "other.pt"
+    torch.save({"model": {"encoder.x": torch.zeros(2, 2)}}, other)
+    out = tmp_path / "avg"
+    line = assert_refused(["average", run, other, "--out", out], capsys, str(other), run=run)
+    assert "encoder.x" in line and "do not match" in line
+    assert not out.exists()
+
+
+def test_average_never_replaces_a_model_folder_it_did_not_make(run, tmp_path, capsys):
+    """Before: ``average RUN --out OTHER/best`` replaced another run's best model silently."""
+    other = tmp_path / "other-best"
+    shutil.copytree(run / "best", other)
+    assert_refused(["average", run, "--out", other], capsys, ["--out", str(other)], run=other)
+
+
+def test_average_may_replace_its_own_average(run_copy, tmp_path, capsys):
+    """The positive side: re-averaging replaces the folder ``average`` made, at its
+    default place and at an explicit --out, and writes averaged.json naming the sources."""
+    for out in (run_copy / "averaged", tmp_path / "avg"):
+        for _ in range(2):
+            argv = ["average", run_copy] + (["--out", out] if out.parent == tmp_path else [])
+            code, err = run_cli(argv, capsys)
+            assert code == 0, err
+        sources = json.loads((out / "averaged.json").read_text())
+        assert sources["checkpoints"] and all(Path(p).is_file() for p in sources["checkpoints"])
+
+
+def test_lists_dir_that_is_a_file_is_refused(tmp_path, capsys):
+    """Before: a NotADirectoryError traceback from mkdir."""
+    lists = tmp_path / "lists.txt"
+    lists.write_text("a user's file")
+    argv = ["data", "prepare", "ddtp", "--lists-dir", lists, "--out", tmp_path / "out"]
+    assert_refused(argv, capsys, ["--lists-dir", str(lists)], run=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "overrides,key",
+    [
+        (["model.share_embeddings=true"], "model.share_embeddings"),
+        (
+            [
+                "model.encoder={type: lstm, embed_dim: 32, hidden_size: 32}",
+                "model.decoder={type: lstm, embed_dim: 32, hidden_size: 32, copy: true}",
+                "model.share_embeddings=false",
+            ],
+            "model.decoder.copy",
+        ),
+    ],
+)
+def test_one_embedding_or_copying_with_two_vocabularies_is_refused(
+    run, tmp_path, capsys, overrides, key
+):
+    """Two vocabularies of the same size passed the shape check, and one embedding (or
+    the copy mechanism) then mixed up different words with the same id, silently."""
+    argv = ["train", config_file(run, tmp_path), *overrides, "tokenizer.shared=false"]
+    assert_refused([*argv, "--run-dir", tmp_path / "r"], capsys, [key, "tokenizer.shared"])
+    assert not (tmp_path / "r").exists()

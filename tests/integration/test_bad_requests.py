@@ -119,6 +119,11 @@ def test_generated_bad_requests_never_get_a_5xx(client, field, value, text):
         ('{"inputs": ["x", "y", "z", "w", "v"]}', 413),  # too many inputs
         (json.dumps({"inputs": ["x" * 301]}), 413),  # too long
         ('{"inputs": ["x"], "beam": 2, "nbest": 5}', 422),
+        ('{"inputs": ["x"], "min_len": 50, "max_len": 5}', 422),  # was decoded (a 200)
+        ('{"inputs": ["x"], "model": ""}', 404),
+        ('{"inputs": [1, 2]}', 422),
+        ('{"inputs": ["x"], "mode": "joint"}', 422),  # a text model has no CTC head
+        ("[" * 100_000 + "]" * 100_000, 400),  # nested too deep to parse
     ],
 )
 def test_issue_request_cases(client, body, status):

@@ -159,7 +159,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        why = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"checkpoint {path} {why}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many kinds for a damaged file
@@ -424,25 +425,11 @@ def save_model_weights(model: nn.Module, path: str | Path) -> Path:
     return file
 
 
-def load_model_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load weights written by :func:`save_model_weights` into ``model`` (in place).
-
-    Raises :class:`CheckpointError` when the file is missing or corrupt, or when
-    its keys or shapes do not match the model built from the config, naming the
-    keys at fault.
-    """
-    file = _weights_file(path)
-    if not file.is_file():
-        raise CheckpointError(f"model weights {file} do not exist")
-    try:
-        weights = load_file(file, device="cpu")
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(
-            f"model weights {file} are corrupt or truncated and cannot be loaded ({e})"
-        ) from None
-    expected = model.state_dict()
+def check_weights_match(expected: dict[str, Tensor], weights: dict[str, Tensor], what: str) -> None:
+    """Raise :class:`CheckpointError` naming the keys when ``weights`` (read from ``what``)
+    do not fit a model whose ``state_dict()`` is ``expected``: missing or unknown keys,
+    other shapes. A tied key is satisfied when any key sharing its memory is there."""
     alias = _alias_groups(expected)
-    # A tied key is satisfied when any key sharing its memory was stored.
     stored_roots = {alias[k] for k in weights if k in alias}
     missing = sorted(k for k in expected if k not in weights and alias[k] not in stored_roots)
     unexpected = sorted(k for k in weights if k not in expected)
@@ -460,10 +447,30 @@ def load_model_weights(model: nn.Module, path: str | Path) -> nn.Module:
         if shapes:
             problems.append(f"shape mismatch: {_names(shapes)}")
         raise CheckpointError(
-            f"model weights {file} do not match the model built from the config: "
+            f"{what} do not match the model built from the config: "
             + "; ".join(problems)
             + ". Was the config changed after these weights were saved?"
         )
+
+
+def load_model_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load weights written by :func:`save_model_weights` into ``model`` (in place).
+
+    Raises :class:`CheckpointError` when the file is missing or corrupt, or when
+    its keys or shapes do not match the model built from the config, naming the
+    keys at fault.
+    """
+    file = _weights_file(path)
+    if not file.is_file():
+        raise CheckpointError(f"model weights {file} do not exist")
+    try:
+        weights = load_file(file, device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"model weights {file} are corrupt or truncated and cannot be loaded ({e})"
+        ) from None
+    expected = model.state_dict()
+    check_weights_match(expected, weights, f"model weights {file}")
     bad = []
     for k, t in weights.items():
         want = expected.get(k)

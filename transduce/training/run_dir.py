@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from transduce.config import Config, ConfigError, TransduceError, config_from_dict
+from transduce.config import Config, ConfigError, TransduceError, config_from_dict, yaml_load
 from transduce.paths import check_output
 
 # keys a resumed run may take from the new config; every other change is refused
@@ -74,7 +74,7 @@ def check_resume_config(run: Path, cfg: Config) -> None:
     if not path.is_file():
         raise TransduceError(f"cannot resume: {path} does not exist")
     try:
-        saved = config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+        saved = config_from_dict(yaml_load(path.read_text(encoding="utf-8")), str(path))
     except (yaml.YAMLError, UnicodeDecodeError, ConfigError, OSError) as e:
         raise TransduceError(f"cannot resume: {path} is unreadable ({e})") from None
     old, new = _flatten(saved.to_dict()), _flatten(cfg.to_dict())

@@ -165,9 +165,14 @@ def fetch(
 ) -> Path:
     """Fetch the Translation files with apt into ``lists_dir`` unless ``langs`` are there."""
     lists_dir = Path(lists_dir or DEFAULT_LISTS_DIR).expanduser()
+    if lists_dir.exists() and not lists_dir.is_dir():
+        raise TransduceError(f"--lists-dir {lists_dir} is a file; give a folder of apt lists")
     if all(translation_files(lists_dir, lang) for lang in langs):
         return lists_dir
-    (lists_dir / "partial").mkdir(parents=True, exist_ok=True)
+    try:
+        (lists_dir / "partial").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TransduceError(f"--lists-dir {lists_dir}: cannot create it ({e})") from None
     cmd = ["apt-get", "update", "-o", f"Dir::State::Lists={lists_dir}"]
     cmd += ["-o", f"Acquire::Languages={','.join(LANGUAGES)}"]
     # Empty cache paths: don't rebuild the system's package cache from our private lists.
