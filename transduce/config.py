@@ -379,6 +379,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
 
 def build_dataclass(cls: type, values: dict, where: str = "config") -> Any:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys by name."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {values!r:.80}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -443,7 +445,7 @@ def validate_model_sections(cfg: Config) -> None:
 
 
 def config_from_dict(raw: dict, where: str = "config") -> Config:
-    cfg = build_dataclass(Config, raw or {}, where)
+    cfg = build_dataclass(Config, {} if raw is None else raw, where)
     validate_model_sections(cfg)
     return cfg
 

@@ -242,6 +242,8 @@ def read_model_config(directory: Path) -> Config:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TransduceError(f"{path} is corrupt: {e}") from None
+    if not isinstance(raw, dict):  # transduce writes every section, so null is corrupt too
+        raise TransduceError(f"{path} is corrupt: expected an object of config sections")
     return config_from_dict(raw, where=str(path))
 
 

@@ -88,7 +88,7 @@ def check_output_file(out: str | Path, inputs: Iterable[str | Path], option: str
     out = Path(out)
     target = check_output(out, inputs, option)
     if target.is_dir():
-        raise TransduceError(f"{option} {out} is a folder; give a file name, e.g. {out}/out.txt")
+        raise TransduceError(f"{option} {out} is a folder; give the name of a file to write")
     if not target.parent.is_dir():
         raise TransduceError(
             f"{option} {out}: the folder {target.parent} does not exist; create it first"

@@ -642,3 +642,20 @@ def test_one_embedding_or_copying_with_two_vocabularies_is_refused(
     argv = ["train", config_file(run, tmp_path), *overrides, "tokenizer.shared=false"]
     assert_refused([*argv, "--run-dir", tmp_path / "r"], capsys, [key, "tokenizer.shared"])
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "null", "0", '""'])
+def test_model_config_that_is_not_an_object_is_refused(run, tmp_path, capsys, text):
+    """Before: a list was an AttributeError traceback; null loaded the default config and
+    blamed the weights for not matching it."""
+    model = tmp_path / "model"
+    shutil.copytree(run / "best", model)
+    (model / "config.json").write_text(text)
+    assert_refused(["predict", model], capsys, str(model / "config.json"), run=model)
+
+
+def test_resume_with_a_run_config_that_is_not_a_mapping_is_refused(run_copy, tmp_path, capsys):
+    cfg = config_file(run_copy, tmp_path)
+    (run_copy / "config.yaml").write_text("- a\n- b\n")
+    argv = ["train", cfg, "--run-dir", run_copy, "--resume"]
+    assert_refused(argv, capsys, ["cannot resume", "config.yaml"], run=run_copy)
