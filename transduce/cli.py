@@ -595,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-upload-mb",
-        type=_checked(float, Check(gt=0, le=16384)),
+        type=_checked(float, Check(ge=2**-20, le=16384)),  # at least one byte
         default=limit.max_upload_bytes / 2**20,
         help="size of one upload",
     )

@@ -272,7 +272,7 @@ SERVE_OPTIONS = {
     "--workers": ["0", "-1"],
     "--threads": ["-1", "0"],
     "--max-inputs": ["0", "-3"],
-    "--max-upload-mb": ["-1", "0", "nan"],
+    "--max-upload-mb": ["-1", "0", "nan", "1e-9"],  # 1e-9: under one byte (was served)
     "--max-pixels": ["0"],
     "--max-seconds": ["0", "-1", "inf"],
     "--timeout": ["0", "-1", "nan"],
