@@ -58,6 +58,46 @@ def check_output(
     return target
 
 
+def check_creatable(out: str | Path, option: str = "--out") -> None:
+    """Refuse, before any work, a folder ``out`` that could not be made: a file on its path
+    (``--out notes.txt/model``) or a nearest existing folder this process cannot write."""
+    target = _resolved(out)
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == target:
+        return  # an existing output: each command decides whether it may replace it
+    if not existing.is_dir():
+        raise TransduceError(
+            f"{option} {out}: {existing} is a file, so no folder can be made under it; "
+            "choose another path"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise TransduceError(f"{option} {out}: cannot write in {existing} (permission denied)")
+
+
+def make_folder(path: str | Path, option: str) -> Path:
+    """``mkdir -p path``; an OSError is one error naming ``option`` and the path."""
+    path = Path(path)
+    check_creatable(path, option)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TransduceError(f"{option} {path}: cannot create it ({e.strerror})") from None
+    return path
+
+
+def temp_folder_beside(out: Path, option: str = "--out") -> Path:
+    """A new empty folder beside ``out`` (same file system, so that it can be renamed to
+    ``out``), its parent made when missing; one error naming ``option`` if impossible."""
+    check_creatable(out, option)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise TransduceError(f"{option} {out}: cannot write there ({e.strerror})") from None
+
+
 def made_by_transduce(folder: Path) -> str | None:
     """What ``folder`` is when transduce made it (a run folder, a model folder, a data set,
     a CTranslate2 export, a binarized corpus), else None."""
@@ -89,6 +129,8 @@ def check_output_file(out: str | Path, inputs: Iterable[str | Path], option: str
     target = check_output(out, inputs, option)
     if target.is_dir():
         raise TransduceError(f"{option} {out} is a folder; give the name of a file to write")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise TransduceError(f"{option} {out}: {target.parent} is a file, not a folder")
     if not target.parent.is_dir():
         raise TransduceError(
             f"{option} {out}: the folder {target.parent} does not exist; create it first"
@@ -128,8 +170,7 @@ def replace_folder(
                 f"{option} {out} exists and is not a {kind}; refusing to replace it even with "
                 "--force. Choose another output path"
             )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    tmp = temp_folder_beside(out, option)
     try:
         build(tmp)
         install_folder(tmp, out)

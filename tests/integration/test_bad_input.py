@@ -659,3 +659,28 @@ def test_resume_with_a_run_config_that_is_not_a_mapping_is_refused(run_copy, tmp
     (run_copy / "config.yaml").write_text("- a\n- b\n")
     argv = ["train", cfg, "--run-dir", run_copy, "--resume"]
     assert_refused(argv, capsys, ["cannot resume", "config.yaml"], run=run_copy)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "{cfg}", "--run-dir", "{out}"],
+        ["export", "{run}/best", "--out", "{out}"],
+        ["average", "{run}", "--out", "{out}"],
+        ["data", "prepare", "ddtp", "--lists-dir", "{tmp}/lists", "--out", "{out}"],
+        ["data", "binarize", "{cfg}", "--out", "{out}"],
+        ["evaluate", "{run}/best", "--limit", "2", "--output", "{out}"],
+    ],
+    ids=lambda argv: " ".join(argv[:2]),
+)
+def test_output_under_a_file_is_refused(run, tmp_path, capsys, argv):
+    """``--out notes.txt/x``: before, a FileExistsError or NotADirectoryError traceback
+    from mkdir (after the work, for average and export)."""
+    (tmp_path / "lists").mkdir()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a user's file")
+    cfg = config_file(run, tmp_path)
+    fill = {"cfg": cfg, "run": run, "tmp": tmp_path, "out": notes / "x"}
+    argv = [a.format(**fill) for a in argv]
+    assert_refused(argv, capsys, [str(notes), "is a file"], run=run)
+    assert notes.read_text() == "a user's file"

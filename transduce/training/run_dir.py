@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from transduce.config import Config, ConfigError, TransduceError, config_from_dict, yaml_load
-from transduce.paths import check_output
+from transduce.paths import check_creatable, check_output
 
 # keys a resumed run may take from the new config; every other change is refused
 RESUME_MAY_CHANGE = (
@@ -46,6 +46,7 @@ def data_inputs(cfg: Config) -> list[Path]:
 def check_run_dir(run: Path, cfg: Config) -> None:
     """Refuse a run folder that would damage the data or a folder that is not a run's."""
     check_output(run, data_inputs(cfg), option="run folder")
+    check_creatable(run, "run folder")
     if run.exists() and not run.is_dir():
         raise TransduceError(f"run folder {run} exists and is not a folder; choose another")
     if run.is_dir() and any(run.iterdir()) and not (run / "config.yaml").is_file():

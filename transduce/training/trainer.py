@@ -37,6 +37,7 @@ from transduce.data.batching import token_batches
 from transduce.data.binarized import BinarizedExamples, example_lengths
 from transduce.inference import read_model_config, save_model_dir, search
 from transduce.models.seq2seq import EncoderDecoder, build_model, check_model_size
+from transduce.paths import make_folder
 from transduce.tasks import Example, Task, build_task
 from transduce.tasks.base import read_split_nonempty
 from transduce.tasks.binarize import binarize, open_binarized
@@ -234,7 +235,7 @@ class Trainer:
             self._build(state, last)
         distributed.barrier()  # every rank has checked the run folder before rank 0 writes it
         if main:
-            run.mkdir(parents=True, exist_ok=True)
+            make_folder(run, "run folder")
             (run / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
             handler = logging.FileHandler(run / "train.log")
             handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))

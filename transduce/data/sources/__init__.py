@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 from transduce.config import TransduceError
-from transduce.paths import install_folder
+from transduce.paths import install_folder, temp_folder_beside
 
 SPLITS = ("train", "valid", "test")
 
@@ -47,8 +46,7 @@ def prepare_source(name: str, out: Path | None, options: dict) -> dict:
             f"--out {out} exists, is not empty and is not a data set made by `transduce data "
             "prepare` (no card.json); choose another --out"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    tmp = temp_folder_beside(out, "--out")
     try:
         card = _prepare(name, tmp, options)
         counts = card.get("counts") if isinstance(card, dict) else None
