@@ -183,8 +183,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             precision=args.precision,
             keep_freed_memory=args.owns_process,
         )
-        if args.max_work:
-            predictor.max_work = args.max_work
+    if args.max_work:
+        predictor.max_work = args.max_work
     options = _decode_options(args)
     predictor.decode_config(**options)  # bad options fail before reading any input
     # typing at a terminal: answer each line at once
@@ -222,7 +222,7 @@ def _predict_with_times(predictor, inputs, options: dict, args) -> int:
             f"{flag}: times exist for speech recognition only; {args.model} is a "
             f"{predictor.task.name} model (use --format text)"
         )
-    if not hasattr(predictor, "hypotheses"):
+    if getattr(predictor, "model", None) is None:
         raise TransduceError(f"{flag} needs the torch engine (--engine torch)")
     if args.attention_plot:
         raise TransduceError(f"{flag} and --attention-plot do not go together; use one")
@@ -255,7 +255,7 @@ def _predict_with_attention_plot(predictor, inputs: list, options: dict, args) -
     """Print the best output per input and draw what the decoder attended to."""
     from transduce.alignments import alignments, draw
 
-    if not hasattr(predictor, "hypotheses"):
+    if getattr(predictor, "model", None) is None:  # CTranslate2 returns no attention
         raise TransduceError("--attention-plot needs the torch engine (--engine torch)")
     dcfg = predictor.decode_config(**{**options, "nbest": 1})
     items = alignments(predictor, inputs, dcfg, args.attention_layer, args.attention_head)

@@ -233,6 +233,11 @@ def read_model_config(directory: Path) -> Config:
         why = "is a file, not a folder" if directory.exists() else "does not exist"
         raise TransduceError(f"model folder {directory} {why}")
     path = directory / "config.json"
+    if (directory / "model.bin").is_file() and (directory / "transduce").is_dir():
+        raise TransduceError(
+            f"{directory} is a CTranslate2 export, not a transduce model folder: decode it "
+            f"with `transduce predict {directory} --engine ctranslate2`"
+        )
     if not path.is_file():
         raise TransduceError(
             f"{directory} is not a transduce model folder: it has no config.json "
@@ -249,6 +254,35 @@ def read_model_config(directory: Path) -> Config:
 
 class DecodeBudgetError(LimitError):
     """Decoding would cost more than the budget allows (see :func:`decode_work`)."""
+
+
+def resolve_decode_config(base: DecodeConfig, options: dict[str, Any]) -> DecodeConfig:
+    """``base`` with ``options`` (None = keep) replaced, each checked against the bounds
+    declared on DecodeConfig and the rules between fields: one check for every engine."""
+    given = {k: v for k, v in options.items() if v is not None}
+    names = {f.name for f in dataclasses.fields(DecodeConfig)}
+    unknown = set(given) - names
+    if unknown:
+        raise TransduceError(f"unknown decoding option(s): {', '.join(sorted(unknown))}")
+    for key, value in given.items():  # the bounds declared on DecodeConfig
+        given[key] = check_value(DecodeConfig, key, value, key)
+    dcfg = dataclasses.replace(base, **given)
+    dcfg.check_together(where="decode")
+    return dcfg
+
+
+def check_batch_work(lengths: list[int], dcfg: DecodeConfig, max_work: int) -> int:
+    """The cost of one batch of sources of ``lengths`` (:func:`decode_work`); a
+    :class:`DecodeBudgetError` when it is over ``max_work``."""
+    work = decode_work(lengths, dcfg)
+    if work > max_work:
+        raise DecodeBudgetError(
+            f"one batch of {len(lengths)} input(s) with beam {dcfg.beam} and max length "
+            f"{dcfg.max_len_a} x source + {dcfg.max_len_b} (min {dcfg.min_len}) costs "
+            f"{work:,} hypothesis-tokens, over the budget of {max_work:,} per "
+            "batch (--max-work); lower --beam, --max-len or --batch-size"
+        )
+    return work
 
 
 class Predictor:
@@ -307,16 +341,7 @@ class Predictor:
 
     def decode_config(self, **options: Any) -> DecodeConfig:
         """The saved decode settings with the given options (None = keep) replaced."""
-        given = {k: v for k, v in options.items() if v is not None}
-        names = {f.name for f in dataclasses.fields(DecodeConfig)}
-        unknown = set(given) - names
-        if unknown:
-            raise TransduceError(f"unknown decoding option(s): {', '.join(sorted(unknown))}")
-        for key, value in given.items():  # the bounds declared on DecodeConfig
-            given[key] = check_value(DecodeConfig, key, value, key)
-        dcfg = dataclasses.replace(self.cfg.decode, **given)
-        dcfg.check_together(where="decode")
-        return dcfg
+        return resolve_decode_config(self.cfg.decode, options)
 
     def hypotheses(
         self,
@@ -345,15 +370,7 @@ class Predictor:
         for start in range(0, len(order), dcfg.batch_size):
             idx = order[start : start + dcfg.batch_size]
             src, src_mask = self.task.encode_inputs([inputs[i] for i in idx])
-            work = decode_work(src_mask.sum(dim=1).tolist(), dcfg)
-            if work > self.max_work:
-                raise DecodeBudgetError(
-                    f"one batch of {len(idx)} input(s) with beam {dcfg.beam} and max length "
-                    f"{dcfg.max_len_a} x source + {dcfg.max_len_b} (min {dcfg.min_len}) costs "
-                    f"{work:,} hypothesis-tokens, over the budget of {self.max_work:,} per "
-                    "batch (--max-work); lower --beam, --max-len or --batch-size"
-                )
-            total += work
+            total += check_batch_work(src_mask.sum(dim=1).tolist(), dcfg, self.max_work)
             batches.append((idx, src, src_mask))
         if budget is not None and total > budget:
             raise DecodeBudgetError(

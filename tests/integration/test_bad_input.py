@@ -684,3 +684,44 @@ def test_output_under_a_file_is_refused(run, tmp_path, capsys, argv):
     argv = [a.format(**fill) for a in argv]
     assert_refused(argv, capsys, [str(notes), "is a file"], run=run)
     assert notes.read_text() == "a user's file"
+
+
+@pytest.fixture(scope="module")
+def ct2_export(run, tmp_path_factory) -> Path:
+    pytest.importorskip("ctranslate2")
+    out = tmp_path_factory.mktemp("ct2") / "export"
+    assert main(["export", str(run / "best"), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "options,names",
+    [
+        (["--beam", "1000", "--max-len", "100000"], "--max-work"),  # was decoded
+        (["--min-len", "9", "--max-len", "3"], "min_len"),  # was a ValueError traceback
+        (["--beam", "2", "--nbest", "3"], "nbest"),  # was decoded with 2 hypotheses
+        (["--attention-plot", "{tmp}/a.png"], "--attention-plot"),  # was an AttributeError
+    ],
+)
+def test_ctranslate2_engine_checks_options_as_torch_does(
+    ct2_export, tmp_path, capsys, monkeypatch, options, names
+):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Ein Satz.\n"))
+    options = [o.format(tmp=tmp_path) for o in options]
+    argv = ["predict", ct2_export, "--engine", "ctranslate2", *options]
+    assert_refused(argv, capsys, names, run=ct2_export)
+
+
+@pytest.mark.parametrize("damage", ["model.bin", "config.json"])
+def test_damaged_ctranslate2_export_is_refused_naming_it(ct2_export, tmp_path, capsys, damage):
+    """Before: a RuntimeError traceback from ctranslate2.Translator."""
+    copy = tmp_path / "export"
+    shutil.copytree(ct2_export, copy)
+    (copy / damage).write_text("junk" if damage == "model.bin" else "{}")
+    argv = ["predict", copy, "--engine", "ctranslate2"]
+    assert_refused(argv, capsys, [str(copy), "CTranslate2"], run=copy)
+
+
+def test_ctranslate2_export_given_to_the_torch_engine_says_which_engine(ct2_export, capsys):
+    line = assert_refused(["predict", ct2_export], capsys, str(ct2_export), run=ct2_export)
+    assert "--engine ctranslate2" in line

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transduce.config import TransduceError
+from transduce.config import DEFAULT_MAX_WORK, TransduceError
 from transduce.paths import check_output, replace_folder
 
 TEXT_TASKS = ("translation", "summarization")
@@ -328,6 +328,9 @@ class CT2Translator:
     compute_type: CTranslate2's compute type; ``default`` keeps the exported weights.
     """
 
+    # per batch: batch size x beam x maximum output length, as Predictor.max_work
+    max_work: int = DEFAULT_MAX_WORK
+
     def __init__(
         self,
         directory: str | Path,
@@ -360,25 +363,28 @@ class CT2Translator:
         tgt_vocab = vocabulary(self.task.tgt_tok)
         self.tgt_index = {t: i for i, t in enumerate(tgt_vocab)}
         device, _, index = device.partition(":")
-        self.translator = ctranslate2.Translator(
-            str(directory),
-            device=device,
-            device_index=int(index or 0),
-            compute_type=compute_type,
-            inter_threads=inter_threads,
-            intra_threads=intra_threads,
-        )
+        try:
+            self.translator = ctranslate2.Translator(
+                str(directory),
+                device=device,
+                device_index=int(index or 0),
+                compute_type=compute_type,
+                inter_threads=inter_threads,
+                intra_threads=intra_threads,
+            )
+        except (RuntimeError, ValueError, OSError) as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise TransduceError(
+                f"{directory}: CTranslate2 cannot load this export ({reason}); export the "
+                "model again with transduce export"
+            ) from None
 
     def decode_config(self, **options: Any):
-        """The saved decode settings with the given options (None = keep) replaced."""
-        import dataclasses
+        """The saved decode settings with the given options (None = keep) replaced, checked
+        as the torch engine checks them (bounds, nbest <= beam, min_len <= max length)."""
+        from transduce.inference import resolve_decode_config
 
-        given = {k: v for k, v in options.items() if v is not None}
-        names = {f.name for f in dataclasses.fields(type(self.cfg.decode))}
-        unknown = set(given) - names
-        if unknown:
-            raise TransduceError(f"unknown decoding option(s): {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self.cfg.decode, **given)
+        return resolve_decode_config(self.cfg.decode, options)
 
     def source_ids(self, inputs: list) -> list[list[int]]:
         """Token ids of each input, as transduce's task encodes them (truncation included)."""
@@ -408,9 +414,13 @@ class CT2Translator:
                 sampling_topp=dcfg.top_p,
                 sampling_temperature=dcfg.temperature,
             )
+        from transduce.inference import check_batch_work
+
+        batches = [order[i : i + dcfg.batch_size] for i in range(0, len(order), dcfg.batch_size)]
+        for idx in batches:  # the cost of every batch is known before any decoding starts
+            check_batch_work([len(ids[i]) for i in idx], dcfg, self.max_work)
         jobs = []
-        for start in range(0, len(order), dcfg.batch_size):
-            idx = order[start : start + dcfg.batch_size]
+        for idx in batches:
             longest = max(len(ids[i]) for i in idx)
             max_len = max(int(dcfg.max_len_a * longest + dcfg.max_len_b), 1)
             batch = [[self.src_vocab[t] for t in ids[i]] for i in idx]
