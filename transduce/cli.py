@@ -286,8 +286,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.data:
         setattr(task.cfg.data, args.split, args.data)
     if args.output:
+        from transduce.training.run_dir import data_inputs
+
+        # the model's own data (train, valid, test) is an input too: never write over it
         split_file = getattr(task.cfg.data, args.split)
-        check_output_file(args.output, [args.model, split_file], "--output")
+        inputs = [args.model, split_file, *data_inputs(task.cfg)]
+        check_output_file(args.output, inputs, "--output")
     items = read_split_nonempty(task, args.split)
     examples = task.examples(items)
     if not examples:

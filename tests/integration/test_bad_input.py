@@ -725,3 +725,13 @@ def test_damaged_ctranslate2_export_is_refused_naming_it(ct2_export, tmp_path, c
 def test_ctranslate2_export_given_to_the_torch_engine_says_which_engine(ct2_export, capsys):
     line = assert_refused(["predict", ct2_export], capsys, str(ct2_export), run=ct2_export)
     assert "--engine ctranslate2" in line
+
+
+def test_evaluate_output_never_overwrites_the_models_training_data(run, tmp_path, capsys):
+    """``--split test --output TRAIN.tsv``: before, the model's training file (a user's,
+    outside any data set) was replaced by hypotheses."""
+    train_file = Path(yaml.safe_load((run / "config.yaml").read_text())["data"]["train"])
+    before = train_file.read_bytes()
+    argv = ["evaluate", run / "best", "--split", "test", "--limit", "2", "--output", train_file]
+    assert_refused(argv, capsys, ["--output", str(train_file)], run=run)
+    assert train_file.read_bytes() == before
