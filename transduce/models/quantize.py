@@ -15,12 +15,12 @@ Measured on this project's CPU (1 thread, machine shared with other jobs), one
 (the float one reads 64 MB of weights per step). CPU only: PyTorch has no dynamic int8
 kernels for CUDA.
 
-Each int8 ``Linear`` holds its weight packed twice, for fbgemm and for oneDNN
-(:class:`Int8Linear`), and picks per call: the two quantize the same way and give the
-same integers (outputs agree to float rounding, about 1e-7), but oneDNN is 1.4-5x
-faster on many rows (a beam-4 batch of 32 is 128 rows: the output projection to
-32,000 words 10 -> 3.6 ms on 2 threads) while fbgemm is faster on a few rows (batch 1,
-greedy steps of small batches).
+Each int8 ``Linear``, ``LSTM`` and ``GRU`` holds its weight packed twice, for fbgemm
+and for oneDNN (:class:`Int8Linear`, :class:`Int8LSTM`, :class:`Int8GRU`), and picks
+per call: the two quantize the same way and give the same integers (outputs agree to
+float rounding, about 1e-7), but oneDNN is up to 3x faster on calls with many outputs
+(a beam-4 batch of 32 is 128 rows: the output projection to 32,000 words 10 -> 3.6 ms
+on 2 threads) while fbgemm is faster on a few rows (batch 1) and narrow layers.
 
 ``fp32`` inference packs every ``nn.Linear``'s weight for oneDNN once
 (:mod:`transduce.models.fast_linear`): the same results, decoding about 1.3-2x faster
@@ -61,16 +61,20 @@ def _on_onednn(build):
 
 class Int8Linear(torch.ao.nn.quantized.dynamic.Linear):
     """PyTorch's dynamically quantized ``Linear`` with a second packing of the same int8
-    weight for oneDNN, used when a call has many rows.
+    weight for oneDNN, used for calls with many outputs.
 
-    Measured on this project's CPU (2 threads, ``(rows, in) x (in, out)``): oneDNN is
-    slower below about 32 rows (a fixed 20-40 us per call more), level at 32, and faster
-    from 64 rows or from a million output values: 128 x 512 x 32,000 3.6 against 10 ms,
-    800 x 512 x 2,048 0.9 against 2.0 ms. Both quantize the input the same way (per
-    tensor, 7-bit range), so the choice changes no result beyond float rounding."""
+    Measured on this project's CPU (2 threads, ``(rows, in) x (in, out)``), oneDNN
+    against fbgemm: faster from about 65,536 outputs (rows x out) when ``out`` is 512 or
+    more (128 x 512 -> 32,000 3.6 against 10 ms; 800 x 512 -> 2,048 0.9 against 2.0;
+    128 x 256 -> 1,024 159 against 227 us; 32 x 512 -> 2,048 78 against 113 us), slower
+    below it (64 x 512 -> 512, 128 x 256 -> 256) and for narrow outputs whatever the
+    rows (320 x 512 -> 256, a copy gate's 1,280 -> 1), and 20-40 us slower per call at
+    a few rows (batch 1). Both quantize the input the same way (per tensor, 7-bit
+    range), so the choice changes no result beyond float rounding."""
 
-    MIN_ROWS = 64
-    MIN_OUTPUTS = 1_000_000
+    MIN_ROWS = 16
+    MIN_OUT_FEATURES = 512
+    MIN_OUTPUTS = 65_536
 
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
@@ -85,9 +89,9 @@ class Int8Linear(torch.ao.nn.quantized.dynamic.Linear):
 
     def forward(self, x):
         packed = self.__dict__.get(_ONEDNN)
-        if packed is not None and x.numel():
+        if packed is not None and self.out_features >= self.MIN_OUT_FEATURES and x.numel():
             rows = x.numel() // x.size(-1)
-            if rows >= self.MIN_ROWS or rows * self.out_features >= self.MIN_OUTPUTS:
+            if rows >= self.MIN_ROWS and rows * self.out_features >= self.MIN_OUTPUTS:
                 return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=True).to(x.dtype)
         return super().forward(x)
 

@@ -50,15 +50,17 @@ def test_precision_names() -> None:
     "onednn" not in torch.backends.quantized.supported_engines, reason="torch built without oneDNN"
 )
 @torch.no_grad()
-def test_int8_linear_takes_onednn_for_many_rows_and_agrees(monkeypatch) -> None:
-    """Int8Linear holds the weight packed for fbgemm and for oneDNN; many rows take
-    oneDNN, few rows fbgemm, and the two give the same numbers up to float rounding."""
+def test_int8_linear_takes_onednn_for_many_outputs_and_agrees(monkeypatch) -> None:
+    """Int8Linear holds the weight packed for fbgemm and for oneDNN; calls with many
+    outputs (rows x out, out wide enough) take oneDNN, the rest fbgemm, and the two give
+    the same numbers up to float rounding."""
     from transduce.models.quantize import _ONEDNN, Int8Linear
 
     torch.manual_seed(0)
-    lin = torch.nn.Linear(48, 40)
-    q = quantize_int8(torch.nn.Sequential(lin))[0]
-    assert type(q) is Int8Linear
+    lin = torch.nn.Linear(48, Int8Linear.MIN_OUT_FEATURES)
+    narrow = torch.nn.Linear(48, Int8Linear.MIN_OUT_FEATURES // 2)
+    q, q_narrow = quantize_int8(torch.nn.Sequential(lin, narrow))  # type: ignore[misc]
+    assert type(q) is Int8Linear and type(q_narrow) is Int8Linear
     assert q.__dict__[_ONEDNN] is not None
     engine_before = torch.backends.quantized.engine
     calls = []
@@ -66,15 +68,22 @@ def test_int8_linear_takes_onednn_for_many_rows_and_agrees(monkeypatch) -> None:
 
     class Spy:
         def __call__(self, x, packed, *a, **k):
-            calls.append("onednn" if packed is q.__dict__[_ONEDNN] else "default")
+            ours = (q.__dict__[_ONEDNN], q_narrow.__dict__[_ONEDNN])
+            calls.append("onednn" if any(packed is p for p in ours) else "default")
             return real(x, packed, *a, **k)
 
     monkeypatch.setattr(torch.ops.quantized, "linear_dynamic", Spy())
+    rows = Int8Linear.MIN_OUTPUTS // Int8Linear.MIN_OUT_FEATURES
+    assert rows >= Int8Linear.MIN_ROWS
     few = torch.randn(2, 3, 48)  # 6 rows
-    many = torch.randn(4, Int8Linear.MIN_ROWS, 48)
+    many = torch.randn(2, rows // 2, 48)
     y_few, y_many = q(few), q(many)
     assert calls == ["default", "onednn"]
-    assert y_few.shape == (2, 3, 40) and y_many.shape == (4, Int8Linear.MIN_ROWS, 40)
+    assert y_few.shape == (2, 3, lin.out_features) and y_many.shape[:2] == many.shape[:2]
+    calls.clear()
+    q(many[:, :-1])  # one row short of the output count
+    q_narrow(torch.randn(64, 48).repeat(8, 1))  # 512 rows, but a narrow layer
+    assert calls == ["default", "default"]
     # the same input through the other packing (the input is quantized per tensor, so
     # it must be the same tensor): the same numbers, to float rounding
     calls.clear()
