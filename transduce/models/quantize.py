@@ -125,13 +125,20 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 class _Int8RNN:
     """The same second packing for PyTorch's dynamically quantized LSTM and GRU: a call
-    whose batch has :attr:`MIN_ROWS` rows or more (a beam step over a batch, the
-    encoder over a batch) runs on the oneDNN copy. Measured on this project's CPU
-    (2 threads, one LSTM layer 1,024 -> 512, one step): 1 row 0.18 ms fbgemm against
-    0.36 oneDNN, 32 rows 0.75 against 0.69, 128 rows 1.86 against 1.36; 32 rows x 25
-    steps 11.1 against 8.5 ms. Same integers, outputs equal to float rounding."""
+    whose gate products have :attr:`MIN_OUTPUTS` outputs or more (batch rows x gates x
+    hidden size: a beam step over a batch, the encoder over a batch) runs on the oneDNN
+    copy, as :class:`Int8Linear` does. Measured on this project's CPU (2 threads, one
+    step of one layer, fbgemm against oneDNN): LSTM 1,024 -> 512 at 8 rows 268 against
+    350 us, 32 rows (65,536 gate outputs) 580 against 566, 64 rows 1,050 against 891,
+    160 rows 1,706 against 1,167; LSTM 512 -> 256 at 32 rows 249 against 291, 160 rows
+    917 against 804; GRU 512 -> 256 at 64 rows (49,152) 304 against 341, 160 rows 666
+    against 604. Same integers, so one layer's output is the same to float rounding; a
+    stacked layer quantizes that output again, and where a value lies on a rounding step
+    the two differ by one step (about 1e-3), which the recurrence carries on."""
 
-    MIN_ROWS = 32
+    MIN_ROWS = 16
+    MIN_OUTPUTS = 65_536
+    GATES = 4
 
     @classmethod
     def from_float(cls, mod, use_precomputed_fake_quant=False):
@@ -157,7 +164,9 @@ class _Int8RNN:
     def _params(self, rows: int):
         """The oneDNN cell parameters for ``rows`` rows, or None for the default ones."""
         onednn = self.__dict__.get(_ONEDNN)
-        return onednn if onednn is not None and rows >= self.MIN_ROWS else None
+        if onednn is None or rows < self.MIN_ROWS:
+            return None
+        return onednn if rows * self.GATES * self.hidden_size >= self.MIN_OUTPUTS else None
 
     def _zeros(self, input: torch.Tensor, rows: int) -> torch.Tensor:
         layers = self.num_layers * (2 if self.bidirectional else 1)
@@ -195,6 +204,8 @@ class Int8LSTM(_Int8RNN, torch.ao.nn.quantized.dynamic.LSTM):
 
 class Int8GRU(_Int8RNN, torch.ao.nn.quantized.dynamic.GRU):
     """Dynamically quantized ``nn.GRU`` with the oneDNN copy (:class:`_Int8RNN`)."""
+
+    GATES = 3
 
     def forward_impl(self, input, hx, batch_sizes, max_batch_size, sorted_indices):
         params = self._params(max_batch_size)
