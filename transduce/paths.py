@@ -120,11 +120,22 @@ def made_by_transduce(folder: Path) -> str | None:
     return None
 
 
+# What training writes at the top of a run folder (its subfolders are all its own).
+RUN_FILES = ("config.yaml", "train.log", "last.pt", "checkpoints.json", "summary.json")
+
+
+def is_run_file(name: str) -> bool:
+    """Whether a file of this name at the top of a run folder is one training wrote."""
+    return name in RUN_FILES or (name.startswith("ckpt-") and name.endswith(".pt"))
+
+
 def check_output_file(out: str | Path, inputs: Iterable[str | Path], option: str) -> Path:
     """Refuse, before any work, an output file that cannot be written or would damage
     something: one of the inputs (:func:`check_output`), a folder, a path whose folder
     does not exist, or an existing file inside a folder transduce made (a run's
-    ``last.pt``, a data set's ``train.tsv``). A new file in such a folder is fine."""
+    ``last.pt``, a data set's ``train.tsv``). A new file in such a folder is fine, and so
+    is an existing one at the top of a run folder that training did not write (the
+    hypotheses an earlier ``evaluate --output`` put there)."""
     out = Path(out)
     target = check_output(out, inputs, option)
     if target.is_dir():
@@ -138,6 +149,8 @@ def check_output_file(out: str | Path, inputs: Iterable[str | Path], option: str
     if target.exists() or target.is_symlink():
         for folder in target.parents:
             kind = made_by_transduce(folder)
+            if kind == "run folder" and folder == target.parent and not is_run_file(target.name):
+                continue  # the user's own file beside the run's (an earlier --output)
             if kind is not None:
                 raise TransduceError(
                     f"{option} {out} would overwrite a file of the {kind} {folder}; "

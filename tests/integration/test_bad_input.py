@@ -574,13 +574,26 @@ def test_output_file_never_overwrites_a_prepared_data_set(run, tmp_path, capsys)
 
 
 def test_output_file_may_be_a_new_file_in_the_run_folder(run_copy, capsys):
-    """The positive side: a new file beside the run's own is written."""
+    """The positive side: a new file beside the run's own is written, and written again
+    by the next evaluate (it is not one of the run's own files: re-running the same
+    command must work)."""
     before = snapshot(run_copy)
     out = run_copy / "test.hyp"
-    code, err = run_cli(["evaluate", run_copy / "best", "--limit", "2", "--output", out], capsys)
-    assert code == 0, err
-    assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+    for limit in (2, 3):
+        args = ["evaluate", run_copy / "best", "--limit", str(limit), "--output", out]
+        code, err = run_cli(args, capsys)
+        assert code == 0, err
+        assert len(out.read_text(encoding="utf-8").splitlines()) == limit
     assert {k: v for k, v in snapshot(run_copy).items() if k != "test.hyp"} == before
+    # the run's own files at the same level stay refused
+    for own in ("config.yaml", "train.log"):
+        assert (run_copy / own).is_file()
+        assert_refused(
+            ["evaluate", run_copy / "best", "--limit", "2", "--output", run_copy / own],
+            capsys,
+            own,
+            run=run_copy,
+        )
 
 
 def test_average_refuses_weights_of_another_model(run, tmp_path, capsys):
