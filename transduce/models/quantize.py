@@ -29,6 +29,7 @@ on the CPU than MKL's per-call packing.
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import torch
@@ -40,6 +41,12 @@ from transduce.models.fast_linear import concat_bias, pack_linears, unpack_linea
 PRECISIONS = ("fp32", "int8")
 
 _ONEDNN = "_onednn_packed"
+# torch 2.13's oneDNN dynamic int8 kernels are not safe to run on one packed weight from
+# several threads at once (`serve` decodes in a thread pool): measured, 4 threads x 200
+# calls of the same layers gave 2-21 results that differed from the same call alone by
+# up to 1.3, where fbgemm gave none. One lock around every oneDNN int8 call; the calls
+# use all the CPU's threads anyway, and fbgemm's calls still run side by side.
+_ONEDNN_LOCK = threading.Lock()
 
 
 def _onednn_available() -> bool:
@@ -92,7 +99,9 @@ class Int8Linear(torch.ao.nn.quantized.dynamic.Linear):
         if packed is not None and self.out_features >= self.MIN_OUT_FEATURES and x.numel():
             rows = x.numel() // x.size(-1)
             if rows >= self.MIN_ROWS and rows * self.out_features >= self.MIN_OUTPUTS:
-                return torch.ops.quantized.linear_dynamic(x, packed, reduce_range=True).to(x.dtype)
+                with _ONEDNN_LOCK:
+                    y = torch.ops.quantized.linear_dynamic(x, packed, reduce_range=True)
+                return y.to(x.dtype)
         return super().forward(x)
 
     def _get_name(self):
@@ -186,16 +195,17 @@ class Int8LSTM(_Int8RNN, torch.ao.nn.quantized.dynamic.LSTM):
             hx = self.permute_hidden(hx, sorted_indices)
         self.check_forward_args(input, hx, batch_sizes)
         rest = (params, self.bias, self.num_layers, float(self.dropout), self.training)
-        if batch_sizes is None:
-            result = torch.quantized_lstm(
-                input, hx, *rest, self.bidirectional, self.batch_first,
-                dtype=self.dtype, use_dynamic=True,
-            )  # fmt: skip
-        else:
-            result = torch.quantized_lstm(
-                input, batch_sizes, hx, *rest, self.bidirectional,
-                dtype=self.dtype, use_dynamic=True,
-            )  # fmt: skip
+        with _ONEDNN_LOCK:
+            if batch_sizes is None:
+                result = torch.quantized_lstm(
+                    input, hx, *rest, self.bidirectional, self.batch_first,
+                    dtype=self.dtype, use_dynamic=True,
+                )  # fmt: skip
+            else:
+                result = torch.quantized_lstm(
+                    input, batch_sizes, hx, *rest, self.bidirectional,
+                    dtype=self.dtype, use_dynamic=True,
+                )  # fmt: skip
         return result[0], result[1:]
 
     def _get_name(self):
@@ -217,10 +227,11 @@ class Int8GRU(_Int8RNN, torch.ao.nn.quantized.dynamic.GRU):
             hx = self.permute_hidden(hx, sorted_indices)
         self.check_forward_args(input, hx, batch_sizes)
         rest = (params, self.bias, self.num_layers, self.dropout, self.training)
-        if batch_sizes is None:
-            result = torch.quantized_gru(input, hx, *rest, self.bidirectional, self.batch_first)
-        else:
-            result = torch.quantized_gru(input, batch_sizes, hx, *rest, self.bidirectional)
+        with _ONEDNN_LOCK:
+            if batch_sizes is None:
+                result = torch.quantized_gru(input, hx, *rest, self.bidirectional, self.batch_first)
+            else:
+                result = torch.quantized_gru(input, batch_sizes, hx, *rest, self.bidirectional)
         return result[0], result[1]
 
     def _get_name(self):

@@ -161,3 +161,45 @@ def test_int8_rnn_takes_onednn_for_large_batches_and_agrees(monkeypatch, kind: s
         assert (out_a - out_f).abs().max() < 0.05
         for a, b in zip(*((h_a, h_b) if kind == "lstm" else ((h_a,), (h_b,)))):
             assert ((a - b).abs() > 1e-5).float().mean() < 0.005 and (a - b).abs().max() < 0.01
+
+
+@pytest.mark.skipif(
+    "onednn" not in torch.backends.quantized.supported_engines, reason="torch built without oneDNN"
+)
+@torch.inference_mode()
+def test_int8_layers_give_the_same_results_from_several_threads() -> None:
+    """`serve` decodes in a thread pool. torch's oneDNN int8 kernels race on a shared
+    packed weight (without the lock: 2-21 wrong results in 1,600 calls, off by up to
+    1.3); every call from 4 threads at once must equal the same call alone."""
+    import threading
+
+    from transduce.models.quantize import Int8Linear, Int8LSTM
+
+    torch.manual_seed(0)
+    model = quantize_int8(
+        torch.nn.Sequential(
+            torch.nn.Linear(64, 512),
+            torch.nn.ReLU(),
+            torch.nn.Linear(512, 1024),
+            torch.nn.LSTM(1024, 256, batch_first=True),
+        )
+    )
+    xs = [torch.randn(128, 1, 64) * (i + 1) for i in range(8)]
+    assert 128 * 512 >= Int8Linear.MIN_OUTPUTS and 128 * 4 * 256 >= Int8LSTM.MIN_OUTPUTS
+    alone = [model(x)[0] for x in xs]
+    wrong: list[tuple[int, float]] = []
+
+    def work(k: int) -> None:
+        with torch.inference_mode():
+            for rep in range(300):
+                i = (k + rep) % len(xs)
+                y = model(xs[i])[0]
+                if not torch.equal(y, alone[i]):
+                    wrong.append((i, float((y - alone[i]).abs().max())))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
