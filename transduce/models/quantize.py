@@ -145,8 +145,8 @@ class _Int8RNN:
     stacked layer quantizes that output again, and where a value lies on a rounding step
     the two differ by one step (about 1e-3), which the recurrence carries on."""
 
-    MIN_ROWS = 16
-    MIN_OUTPUTS = 65_536
+    MIN_ROWS = Int8Linear.MIN_ROWS  # the same rule as Int8Linear's
+    MIN_OUTPUTS = Int8Linear.MIN_OUTPUTS
     GATES = 4
 
     @classmethod
