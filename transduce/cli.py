@@ -164,9 +164,10 @@ def _read_inputs(task, files: list[str]):
     yield from task.read_inputs(files)
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from transduce.inference import Predictor
-
+def _load_predictor(args: argparse.Namespace):
+    """The model of ``predict``/``evaluate``: the torch engine (memory reuse when the
+    command owns the process), or CTranslate2 for ``--engine ctranslate2``, with
+    ``--max-work`` applied."""
     if getattr(args, "engine", "torch") == "ctranslate2":
         from transduce.export.ctranslate2 import CT2Translator
 
@@ -177,6 +178,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             )
         predictor = CT2Translator(args.model, device=args.device, inter_threads=args.inter_threads)
     else:
+        from transduce.inference import Predictor
+
         predictor = Predictor.load(
             args.model,
             device=args.device,
@@ -185,6 +188,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
     if args.max_work:
         predictor.max_work = args.max_work
+    return predictor
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    predictor = _load_predictor(args)
     options = _decode_options(args)
     predictor.decode_config(**options)  # bad options fail before reading any input
     # typing at a terminal: answer each line at once
@@ -267,18 +275,10 @@ def _predict_with_attention_plot(predictor, inputs: list, options: dict, args) -
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from transduce.inference import Predictor
     from transduce.paths import check_output_file
     from transduce.tasks.base import read_split_nonempty
 
-    predictor = Predictor.load(
-        args.model,
-        device=args.device,
-        precision=args.precision,
-        keep_freed_memory=args.owns_process,
-    )
-    if args.max_work:
-        predictor.max_work = args.max_work
+    predictor = _load_predictor(args)  # evaluate has no --engine: the torch engine
     task = predictor.task
     options = _decode_options(args)
     options["nbest"] = 1
