@@ -98,12 +98,16 @@ def temp_folder_beside(out: Path, option: str = "--out") -> Path:
         raise TransduceError(f"{option} {out}: cannot write there ({e.strerror})") from None
 
 
+# What training writes at the top of a run folder (its subfolders are all its own); a
+# config.yaml beside one of the first three marks a run folder.
+_RUN_MARKS = ("train.log", "checkpoints.json", "last.pt")
+RUN_FILES = ("config.yaml", *_RUN_MARKS, "summary.json")
+
+
 def made_by_transduce(folder: Path) -> str | None:
     """What ``folder`` is when transduce made it (a run folder, a model folder, a data set,
     a CTranslate2 export, a binarized corpus), else None."""
-    if (folder / "config.yaml").is_file() and any(
-        (folder / name).exists() for name in ("train.log", "checkpoints.json", "last.pt")
-    ):
+    if (folder / "config.yaml").is_file() and any((folder / n).exists() for n in _RUN_MARKS):
         return "run folder"
     if is_model_folder(folder):
         return "model folder"
@@ -118,10 +122,6 @@ def made_by_transduce(folder: Path) -> str | None:
     except (OSError, ValueError):
         pass
     return None
-
-
-# What training writes at the top of a run folder (its subfolders are all its own).
-RUN_FILES = ("config.yaml", "train.log", "last.pt", "checkpoints.json", "summary.json")
 
 
 def is_run_file(name: str) -> bool:
