@@ -47,6 +47,7 @@ _ONEDNN = "_onednn_packed"
 # up to 1.3, where fbgemm gave none. One lock around every oneDNN int8 call; the calls
 # use all the CPU's threads anyway, and fbgemm's calls still run side by side.
 _ONEDNN_LOCK = threading.Lock()
+_LINEAR_DYNAMIC = torch.ops.quantized.linear_dynamic.default  # (x, packed, reduce_range)
 
 
 def _onednn_available() -> bool:
@@ -95,14 +96,22 @@ class Int8Linear(torch.ao.nn.quantized.dynamic.Linear):
         return qlinear
 
     def forward(self, x):
+        params = self._modules["_packed_params"]
+        if params.dtype != torch.qint8 or self.version is None or self.version < 4:
+            return super().forward(x)  # float16 weights, or an old saved layer
+        weight = params._packed_params  # fbgemm's packing
         packed = self.__dict__.get(_ONEDNN)
         if packed is not None and self.out_features >= self.MIN_OUT_FEATURES and x.numel():
             rows = x.numel() // x.size(-1)
             if rows >= self.MIN_ROWS and rows * self.out_features >= self.MIN_OUTPUTS:
                 with _ONEDNN_LOCK:
-                    y = torch.ops.quantized.linear_dynamic(x, packed, reduce_range=True)
-                return y.to(x.dtype)
-        return super().forward(x)
+                    y = _LINEAR_DYNAMIC(x, packed, True)
+                return y if y.dtype == x.dtype else y.to(x.dtype)
+        # The same operator as torch's forward, called by its overload: a decoding step
+        # makes dozens of these calls at a few rows, where torch's generic operator
+        # dispatch from Python (argument checks per call) is a visible share of the call.
+        y = _LINEAR_DYNAMIC(x, weight, True)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
 
     def _get_name(self):
         return "Int8Linear"

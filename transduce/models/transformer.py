@@ -117,7 +117,12 @@ class FeedForward(nn.Module):
         if type(self.fc1) is PackedLinear and isinstance(self.act, nn.ReLU) and not self.training:
             # float32 decoding: ReLU inside the packed product (dropout is off in eval)
             return self.fc2(fast_linear.linear(self.fc1, x, self.fc1.weight, self.fc1.bias, "relu"))
-        return self.fc2(self.dropout(self.act(self.fc1(x))))
+        h = self.act(self.fc1(x))
+        return self.fc2(self.dropout(h) if self.training and self.dropout.p > 0 else h)
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
 
 
 class _Residual(nn.Module):
@@ -130,9 +135,12 @@ class _Residual(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+        # (dropout is skipped, not called, when it is off: decoding calls this 18 times a
+        # step in a 6-layer decoder, and each module call costs about a microsecond)
+        drop = self.dropout if self.training and self.dropout.p > 0 else _identity
         if self.norm_first:
-            return x + self.dropout(fn(self.norm(x)))
-        return self.norm(x + self.dropout(fn(x)))
+            return x + drop(fn(self.norm(x)))
+        return self.norm(x + drop(fn(x)))
 
 
 class TransformerEncoderLayer(nn.Module):
@@ -261,7 +269,14 @@ class TransformerDecoder(Decoder):
     def init_state(self, enc_out: EncoderOutput, groups: int = 1) -> DecoderState:
         """Project the memory once per sentence for every layer's cross-attention;
         empty self-attention caches for ``groups`` hypotheses per sentence."""
-        cross = [layer.cross_attn.project_kv(enc_out.memory) for layer in self.layers]
+        # Made contiguous once here: the projection's (B, heads, S, d_head) is a transposed
+        # view, and beam search's few-query products over it (k transposed, then v) had
+        # to copy both for every layer at every step (base, beam 4, 32 sentences: 0.36 +
+        # 0.15 ms a layer-step).
+        cross = [
+            tuple(t.contiguous() for t in layer.cross_attn.project_kv(enc_out.memory))
+            for layer in self.layers
+        ]
         B = enc_out.memory.size(0) * groups
         empty = [
             enc_out.memory.new_zeros(B, layer.self_attn.heads, 0, layer.self_attn.d_head)

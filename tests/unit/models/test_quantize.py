@@ -54,6 +54,7 @@ def test_int8_linear_takes_onednn_for_many_outputs_and_agrees(monkeypatch) -> No
     """Int8Linear holds the weight packed for fbgemm and for oneDNN; calls with many
     outputs (rows x out, out wide enough) take oneDNN, the rest fbgemm, and the two give
     the same numbers up to float rounding."""
+    import transduce.models.quantize as quantize
     from transduce.models.quantize import _ONEDNN, Int8Linear
 
     torch.manual_seed(0)
@@ -64,7 +65,7 @@ def test_int8_linear_takes_onednn_for_many_outputs_and_agrees(monkeypatch) -> No
     assert q.__dict__[_ONEDNN] is not None
     engine_before = torch.backends.quantized.engine
     calls = []
-    real = torch.ops.quantized.linear_dynamic
+    real = quantize._LINEAR_DYNAMIC  # the operator every int8 call goes through
 
     class Spy:
         def __call__(self, x, packed, *a, **k):
@@ -72,7 +73,7 @@ def test_int8_linear_takes_onednn_for_many_outputs_and_agrees(monkeypatch) -> No
             calls.append("onednn" if any(packed is p for p in ours) else "default")
             return real(x, packed, *a, **k)
 
-    monkeypatch.setattr(torch.ops.quantized, "linear_dynamic", Spy())
+    monkeypatch.setattr(quantize, "_LINEAR_DYNAMIC", Spy())
     rows = Int8Linear.MIN_OUTPUTS // Int8Linear.MIN_OUT_FEATURES
     assert rows >= Int8Linear.MIN_ROWS
     few = torch.randn(2, 3, 48)  # 6 rows
@@ -94,6 +95,23 @@ def test_int8_linear_takes_onednn_for_many_outputs_and_agrees(monkeypatch) -> No
     # and both stay close to float32
     assert (y_many - lin(many)).abs().max() < 0.05
     assert torch.backends.quantized.engine == engine_before  # packing restored the engine
+
+
+@torch.no_grad()
+def test_int8_linear_equals_torchs_dynamic_linear_at_few_rows() -> None:
+    """Int8Linear calls the int8 operator by its overload (less dispatch per call); the
+    result is torch's own dynamically quantized Linear's, bit for bit, with or without a
+    bias."""
+    from transduce.models.quantize import Int8Linear
+
+    torch.manual_seed(0)
+    for bias in (True, False):
+        q = quantize_int8(torch.nn.Sequential(torch.nn.Linear(64, 96, bias=bias)))[0]
+        assert type(q) is Int8Linear
+        for x in (torch.randn(1, 1, 64), torch.randn(3, 64), torch.randn(2, 5, 64)):
+            y = q(x)
+            want = torch.ao.nn.quantized.dynamic.Linear.forward(q, x)
+            assert y.dtype == x.dtype and torch.equal(y, want)
 
 
 @pytest.mark.skipif(
