@@ -135,6 +135,45 @@ def test_multihead_few_queries_path_equals_fused(
         assert torch.all(w.triu(diagonal=9 - queries + 1) == 0)
 
 
+def test_additive_key_mask_is_built_once_per_mask_and_follows_writes() -> None:
+    """Cross-attention's float mask: 0 on real keys, the lowest value on padding, None
+    when nothing is padded; the same mask tensor asked again (every layer, every step)
+    gets the same answer without rebuilding it, and a write to the mask rebuilds it."""
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    first = attention.additive_key_mask(mask, torch.float32)
+    assert first is not None and first.shape == (2, 1, 1, 3)
+    low = torch.finfo(torch.float32).min
+    assert first[:, 0, 0].tolist() == [[0.0, 0.0, low], [0.0, 0.0, 0.0]]
+    assert attention.additive_key_mask(mask, torch.float32) is first  # not rebuilt
+    assert attention.additive_key_mask(mask, torch.bfloat16).dtype == torch.bfloat16
+    mask[0, 2] = True  # written in place: now nothing is padded
+    assert attention.additive_key_mask(mask, torch.float32) is None
+    other = mask.clone()
+    other[1, 0] = False
+    again = attention.additive_key_mask(other, torch.float32)
+    assert again is not None and again[1, 0, 0, 0] == low
+    with torch.inference_mode():  # inference tensors have no version counter
+        made = torch.tensor([[True, False]])
+        assert attention.additive_key_mask(made, torch.float32)[0, 0, 0].tolist() == [0.0, low]
+
+
+def test_cross_attention_without_padding_equals_an_all_true_mask_exactly() -> None:
+    """An all-True key mask gives SDPA no mask at all: the same numbers, bit for bit."""
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 4).eval()
+    q, keys = torch.randn(3, 1, 16), torch.randn(3, 7, 16)
+    k, v = mha.project_kv(keys)
+    with torch.inference_mode():
+        none, _ = mha.attend(q, k, v)
+        all_true, _ = mha.attend(q, k, v, key_mask=torch.ones(3, 7, dtype=torch.bool))
+        padded = torch.ones(3, 7, dtype=torch.bool)
+        padded[2, 5:] = False
+        cut, _ = mha.attend(q[2:], k[2:, :, :5], v[2:, :, :5])
+        masked, _ = mha.attend(q, k, v, key_mask=padded)
+    assert torch.equal(none, all_true)
+    torch.testing.assert_close(masked[2:], cut, atol=1e-6, rtol=1e-5)
+
+
 def test_multihead_cache_equals_full_causal() -> None:
     torch.manual_seed(0)
     mha = MultiHeadAttention(16, 2).eval()
