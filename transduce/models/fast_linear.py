@@ -21,12 +21,12 @@ The packed product gives each row the same result whatever the number of rows
 :func:`linear` is the product used by :class:`PackedLinear` and by decoders'
 output projection. It takes the packed path only where it applies: no autograd
 (decoding, under ``torch.no_grad``/``inference_mode``), CPU, float32 input and
-weight, no autocast, oneDNN present; anywhere else (training, CUDA, bf16) it is
-``F.linear``. The packed copy is cached on the module (never saved, never
-copied) and rebuilt whenever the weight changes: another tensor, new memory
-(``.to()``), or written in place (its ``_version``: an optimizer step,
-``load_state_dict``). It doubles the memory the linear weights take while the
-model decodes.
+weight, no autocast, oneDNN present, a weight not itself made under
+``inference_mode``; anywhere else (training, CUDA, bf16) it is ``F.linear``. The
+packed copy is cached on the module (never saved, never copied) and rebuilt whenever
+the weight changes: another tensor, new memory (``.to()``), or written in place (its
+``_version``: an optimizer step, ``load_state_dict``). It doubles the memory the
+linear weights take while the model decodes.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ def applies(x: Tensor, weight: Tensor) -> bool:
         and weight.device.type == "cpu"
         and weight.dim() == 2
         and not torch.is_autocast_enabled("cpu")
+        # a weight made under inference_mode has no version counter, so a packed copy
+        # could not tell when the weight is written to: such layers keep F.linear
+        and not weight.is_inference()
     )
 
 

@@ -85,6 +85,37 @@ def test_the_packed_copy_follows_the_weight() -> None:
     check()
 
 
+@pytest.mark.parametrize("dec,enc", CASES)
+def test_a_model_built_under_inference_mode_decodes(dec: dict, enc: str) -> None:
+    """Weights made under ``torch.inference_mode`` have no version counter, so their
+    layers cannot keep a packed copy (it could go stale unseen): they take F.linear, and
+    such a model decodes (it raised "Inference tensors do not track version counter"),
+    giving the same output as the same weights made normally, and follows an in-place
+    write to its weights."""
+    from transduce.decoding import greedy_search
+
+    torch.manual_seed(0)
+    normal = pack_linears(make_model(dec, enc).eval())
+    with torch.inference_mode():
+        made = pack_linears(make_model(dec, enc).eval())
+        made.load_state_dict(normal.state_dict())
+        src, mask, tgt = make_batch()
+        out, _ = made(src, mask, tgt)
+        ref, _ = normal(src, mask, tgt)
+        close(out, ref)
+        hyps = greedy_search(made, src, mask, max_len=5)
+        assert [h[0].tokens for h in hyps] == [
+            h[0].tokens for h in greedy_search(normal, src, mask, max_len=5)
+        ]
+        for p in made.parameters():
+            p.mul_(0.5)  # in place, where no version counter sees it
+        with torch.no_grad():
+            for p in normal.parameters():
+                p.mul_(0.5)
+        close(made(src, mask, tgt)[0], normal(src, mask, tgt)[0])
+    assert not any(fast_linear._CACHE in m.__dict__ for m in made.modules())
+
+
 def test_training_takes_the_plain_product_and_gradients_flow() -> None:
     torch.manual_seed(0)
     layer = pack_linears(torch.nn.Sequential(torch.nn.Linear(16, 24)))[0]
