@@ -162,8 +162,8 @@ _LAST_KEY_MASK: tuple | None = None
 
 def additive_key_mask(key_mask: Tensor, dtype: torch.dtype) -> Tensor | None:
     """``key_mask`` ``(B, S)`` bool as SDPA's additive mask ``(B, 1, 1, S)``: 0 on real
-    keys, the dtype's lowest value on padding; None when nothing is padded (then SDPA
-    needs no mask: adding zeros changes no score).
+    keys, the dtype's lowest value on padding; on the CPU, None when nothing is padded
+    (then SDPA needs no mask: adding zeros changes no score).
 
     Cross-attention asks this for the same mask in every layer at every decoding step,
     so the last answer is kept until that mask tensor is gone or written to: building
@@ -178,7 +178,8 @@ def additive_key_mask(key_mask: Tensor, dtype: torch.dtype) -> Tensor | None:
     if last is not None and last[0]() is key_mask and last[1] == version and last[2] == dtype:
         return last[3]
     additive = None
-    if not bool(key_mask.all()):
+    # (on the CPU only: asking a GPU whether anything is padded would wait for it)
+    if key_mask.device.type != "cpu" or not bool(key_mask.all()):
         additive = torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device)
         additive = additive.masked_fill_(~key_mask, torch.finfo(dtype).min)[:, None, None, :]
     _LAST_KEY_MASK = (weakref.ref(key_mask), version, dtype, additive)

@@ -155,6 +155,10 @@ def test_additive_key_mask_is_built_once_per_mask_and_follows_writes() -> None:
     with torch.inference_mode():  # inference tensors have no version counter
         made = torch.tensor([[True, False]])
         assert attention.additive_key_mask(made, torch.float32)[0, 0, 0].tolist() == [0.0, low]
+    # off the CPU the mask is always built: no device-to-host wait to learn whether
+    # anything is padded (a meta tensor stands in for a GPU one: reading it raises)
+    elsewhere = torch.ones(2, 3, dtype=torch.bool, device="meta")
+    assert attention.additive_key_mask(elsewhere, torch.float32).shape == (2, 1, 1, 3)
 
 
 def test_cross_attention_without_padding_equals_an_all_true_mask_exactly() -> None:
