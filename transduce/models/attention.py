@@ -160,6 +160,14 @@ TRAIN_PRODUCTS_MAX_KEYS = 512
 _LAST_KEY_MASK: tuple | None = None
 
 
+def _additive(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """A bool mask (True = may attend) as an additive float mask: 0 where allowed, the
+    dtype's lowest value elsewhere (finite, so fully masked rows stay finite)."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+        ~mask, torch.finfo(dtype).min
+    )
+
+
 def additive_key_mask(key_mask: Tensor, dtype: torch.dtype) -> Tensor | None:
     """``key_mask`` ``(B, S)`` bool as SDPA's additive mask ``(B, 1, 1, S)``: 0 on real
     keys, the dtype's lowest value on padding; on the CPU, None when nothing is padded
@@ -170,18 +178,15 @@ def additive_key_mask(key_mask: Tensor, dtype: torch.dtype) -> Tensor | None:
     it took four operators a call, about 25 us per layer-step at batch 1.
     """
     global _LAST_KEY_MASK
-    try:
-        version = key_mask._version
-    except RuntimeError:  # an inference tensor: no version counter; never written here
-        version = None
+    # an inference tensor has no version counter (and is never written to here)
+    version = None if key_mask.is_inference() else key_mask._version
     last = _LAST_KEY_MASK
     if last is not None and last[0]() is key_mask and last[1] == version and last[2] == dtype:
         return last[3]
     additive = None
     # (on the CPU only: asking a GPU whether anything is padded would wait for it)
     if key_mask.device.type != "cpu" or not bool(key_mask.all()):
-        additive = torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device)
-        additive = additive.masked_fill_(~key_mask, torch.finfo(dtype).min)[:, None, None, :]
+        additive = _additive(key_mask, dtype)[:, None, None, :]
     _LAST_KEY_MASK = (weakref.ref(key_mask), version, dtype, additive)
     return additive
 
@@ -340,8 +345,7 @@ class MultiHeadAttention(nn.Module):
             if key_mask is not None and not causal:
                 attn_mask = additive_key_mask(key_mask, q.dtype)
             elif mask is not None:
-                attn_mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device)
-                attn_mask = attn_mask.masked_fill(~mask, torch.finfo(q.dtype).min)
+                attn_mask = _additive(mask, q.dtype)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
             avg = None
         out = out.transpose(1, 2).reshape(B, T, self.heads * self.d_head)

@@ -52,6 +52,12 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
 class Dropout(nn.Dropout):
     """``nn.Dropout`` on :func:`dropout` (same parameters, none; same state dict)."""
 
+    @property
+    def active(self) -> bool:
+        """Whether it drops anything (training, ``p > 0``): callers on hot paths skip the
+        module call otherwise."""
+        return self.training and self.p > 0
+
     def forward(self, x: Tensor) -> Tensor:
         if self.inplace:
             return super().forward(x)

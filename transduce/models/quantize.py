@@ -99,19 +99,23 @@ class Int8Linear(torch.ao.nn.quantized.dynamic.Linear):
         params = self._modules["_packed_params"]
         if params.dtype != torch.qint8 or self.version is None or self.version < 4:
             return super().forward(x)  # float16 weights, or an old saved layer
-        weight = params._packed_params  # fbgemm's packing
-        packed = self.__dict__.get(_ONEDNN)
-        if packed is not None and self.out_features >= self.MIN_OUT_FEATURES and x.numel():
-            rows = x.numel() // x.size(-1)
-            if rows >= self.MIN_ROWS and rows * self.out_features >= self.MIN_OUTPUTS:
-                with _ONEDNN_LOCK:
-                    y = _LINEAR_DYNAMIC(x, packed, True)
-                return y if y.dtype == x.dtype else y.to(x.dtype)
         # The same operator as torch's forward, called by its overload: a decoding step
         # makes dozens of these calls at a few rows, where torch's generic operator
         # dispatch from Python (argument checks per call) is a visible share of the call.
-        y = _LINEAR_DYNAMIC(x, weight, True)
+        packed = self.__dict__.get(_ONEDNN)
+        if packed is not None and self._many_outputs(x):
+            with _ONEDNN_LOCK:
+                y = _LINEAR_DYNAMIC(x, packed, True)
+        else:
+            y = _LINEAR_DYNAMIC(x, params._packed_params, True)  # fbgemm's packing
         return y if y.dtype == x.dtype else y.to(x.dtype)
+
+    def _many_outputs(self, x) -> bool:
+        """Whether a call on ``x`` is one oneDNN is faster on (see the class doc)."""
+        if self.out_features < self.MIN_OUT_FEATURES or not x.numel():
+            return False
+        rows = x.numel() // x.size(-1)
+        return rows >= self.MIN_ROWS and rows * self.out_features >= self.MIN_OUTPUTS
 
     def _get_name(self):
         return "Int8Linear"

@@ -82,8 +82,8 @@ def _one_step(rnn: nn.RNNBase, x: Tensor, hx: Any) -> tuple[Tensor, Any]:
     for layer in range(rnn.num_layers):
         w_ih = getattr(rnn, f"weight_ih_l{layer}")
         w_hh = getattr(rnn, f"weight_hh_l{layer}")
-        b_ih = getattr(rnn, f"bias_ih_l{layer}", None) if rnn.bias else None
-        b_hh = getattr(rnn, f"bias_hh_l{layer}", None) if rnn.bias else None
+        b_ih = getattr(rnn, f"bias_ih_l{layer}", None)  # absent when bias=False
+        b_hh = getattr(rnn, f"bias_hh_l{layer}", None)
         if lstm:
             h, c = torch.lstm_cell(inp, (h0[layer], c0[layer]), w_ih, w_hh, b_ih, b_hh)
             cs.append(c)

@@ -118,7 +118,7 @@ class FeedForward(nn.Module):
             # float32 decoding: ReLU inside the packed product (dropout is off in eval)
             return self.fc2(fast_linear.linear(self.fc1, x, self.fc1.weight, self.fc1.bias, "relu"))
         h = self.act(self.fc1(x))
-        return self.fc2(self.dropout(h) if self.training and self.dropout.p > 0 else h)
+        return self.fc2(self.dropout(h) if self.dropout.active else h)
 
 
 def _identity(x: Tensor) -> Tensor:
@@ -137,7 +137,7 @@ class _Residual(nn.Module):
     def forward(self, x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
         # (dropout is skipped, not called, when it is off: decoding calls this 18 times a
         # step in a 6-layer decoder, and each module call costs about a microsecond)
-        drop = self.dropout if self.training and self.dropout.p > 0 else _identity
+        drop = self.dropout if self.dropout.active else _identity
         if self.norm_first:
             return x + drop(fn(self.norm(x)))
         return self.norm(x + drop(fn(x)))
