@@ -104,6 +104,29 @@ _RUN_MARKS = ("train.log", "checkpoints.json", "last.pt")
 RUN_FILES = ("config.yaml", *_RUN_MARKS, "summary.json")
 
 
+# meta.json "format" of a corpus `transduce data binarize` wrote (transduce/tasks/binarize.py)
+BINARIZED_FORMAT = "transduce-binarized"
+
+
+def is_data_set(folder: Path) -> bool:
+    """A folder ``transduce data prepare`` wrote (its ``card.json``)."""
+    return (folder / "card.json").is_file()
+
+
+def is_export_folder(folder: Path) -> bool:
+    """A folder ``transduce export`` wrote (its ``transduce/export.json``)."""
+    return (folder / "transduce" / "export.json").is_file()
+
+
+def is_binarized_folder(folder: Path) -> bool:
+    """A folder ``transduce data binarize`` wrote (``meta.json`` of its format)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == BINARIZED_FORMAT
+
+
 def made_by_transduce(folder: Path) -> str | None:
     """What ``folder`` is when transduce made it (a run folder, a model folder, a data set,
     a CTranslate2 export, a binarized corpus), else None."""
@@ -111,16 +134,12 @@ def made_by_transduce(folder: Path) -> str | None:
         return "run folder"
     if is_model_folder(folder):
         return "model folder"
-    if (folder / "card.json").is_file():
+    if is_data_set(folder):
         return "data set"
-    if (folder / "transduce" / "export.json").is_file():
+    if is_export_folder(folder):
         return "CTranslate2 export"
-    try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        if isinstance(meta, dict) and meta.get("format") == "transduce-binarized":
-            return "binarized corpus"
-    except (OSError, ValueError):
-        pass
+    if is_binarized_folder(folder):
+        return "binarized corpus"
     return None
 
 

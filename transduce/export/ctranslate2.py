@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from transduce.config import DEFAULT_MAX_WORK, TransduceError
-from transduce.paths import check_output, replace_folder
+from transduce.paths import check_output, is_export_folder, replace_folder
 
 TEXT_TASKS = ("translation", "summarization")
 SPECIAL_NAMES = ("<blank>", "<unk>", "<s>", "</s>")  # CTranslate2's names for ids 0..3
@@ -249,11 +249,6 @@ def vocabulary(tokenizer: Any) -> list[str]:
     if len(names) != n or len(set(names)) != n:
         names = list(SPECIAL_NAMES) + [f"⟨{i}⟩" for i in range(len(SPECIAL_NAMES), n)]
     return names
-
-
-def is_export_folder(path: Path) -> bool:
-    """A folder :func:`export_ctranslate2` wrote."""
-    return (path / "transduce" / "export.json").is_file()
 
 
 def export_ctranslate2(

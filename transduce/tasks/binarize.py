@@ -24,12 +24,12 @@ from pathlib import Path
 
 from transduce.config import Config, ConfigError, TransduceError
 from transduce.data.binarized import BinarizedExamples, ShardWriter
-from transduce.paths import replace_folder
+from transduce.paths import BINARIZED_FORMAT, is_binarized_folder, replace_folder
 from transduce.tasks.base import Task, build_task
 
 log = logging.getLogger(__name__)
 
-FORMAT = "transduce-binarized"
+FORMAT = BINARIZED_FORMAT
 VERSION = 1
 CHUNK = 10_000  # items tokenized at once
 
@@ -61,13 +61,6 @@ def _reservoir(items, k: int, seed: int) -> tuple[list, int]:
                 sample[j] = (n, item)
     sample.sort(key=lambda pair: pair[0])
     return [item for _, item in sample], n
-
-
-def _is_binarized(path: Path) -> bool:
-    try:
-        return json.loads((path / "meta.json").read_text(encoding="utf-8")).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def binarize(cfg: Config, out: str | Path, force: bool = False) -> dict:
@@ -114,7 +107,7 @@ def binarize(cfg: Config, out: str | Path, force: bool = False) -> dict:
 
     # refuses an existing folder unless --force and it is a binarized corpus; swaps in
     # the new folder only once it is complete
-    replace_folder(out, build, force=force, is_own=_is_binarized, kind="binarized corpus")
+    replace_folder(out, build, force=force, is_own=is_binarized_folder, kind="binarized corpus")
     count = meta["splits"]["train"]["examples"]
     log.info("binarized %d examples into %s", count, out)
     return meta

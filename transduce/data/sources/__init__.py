@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from transduce.config import TransduceError
-from transduce.paths import install_folder, temp_folder_beside
+from transduce.paths import install_folder, is_data_set, temp_folder_beside
 
 SPLITS = ("train", "valid", "test")
 
@@ -41,7 +41,7 @@ def prepare_source(name: str, out: Path | None, options: dict) -> dict:
     out = Path(out) if out else _default_out(name, options)
     if out.exists() and not out.is_dir():
         raise TransduceError(f"--out {out} exists and is not a folder; choose another")
-    if out.is_dir() and any(out.iterdir()) and not (out / "card.json").is_file():
+    if out.is_dir() and any(out.iterdir()) and not is_data_set(out):
         raise TransduceError(
             f"--out {out} exists, is not empty and is not a data set made by `transduce data "
             "prepare` (no card.json); choose another --out"
