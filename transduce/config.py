@@ -411,7 +411,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    # YAML reads 3e-4 as a string; numbers in scientific notation should be numbers.
+    # yaml_load already reads 3e-4 as a number; a quoted '3e-4' or a form like +.5 still
+    # comes back a string and is read as a number, as overrides always were.
     if isinstance(value, str):
         try:
             value = float(value) if any(c in value for c in "eE.") else int(value)
