@@ -27,6 +27,11 @@ packed copy is cached on the module (never saved, never copied) and rebuilt when
 the weight changes: another tensor, new memory (``.to()``), or written in place (its
 ``_version``: an optimizer step, ``load_state_dict``). It doubles the memory the
 linear weights take while the model decodes.
+
+:func:`pack_linears` also marks ``nn.LSTM`` / ``GRU`` / ``RNN`` modules
+(:class:`PackedLSTM` ...): an RNN decoder stepping one token at a time then computes
+each layer's gates as one product on a packed ``[W_ih, W_hh]`` (:func:`linear_joined`)
+instead of calling oneDNN's RNN primitive for a sequence of one (``models/rnn.py``).
 """
 
 from __future__ import annotations
@@ -154,7 +159,40 @@ def linear_concat(
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
 
+_JOINED_CACHE = "_packed_joined_"
+
+
+def linear_joined(
+    module: nn.Module,
+    inputs: list[Tensor],
+    weights: list[Tensor],
+    biases: list[Tensor | None],
+    slot: str,
+) -> Tensor:
+    """``sum(F.linear(x, w) for x, w in zip(inputs, weights)) + sum(biases)`` as one
+    product: ``cat(inputs, -1)`` against ``cat(weights, 1)`` (an RNN step's gates from
+    its input and its hidden state). For decoding only (:func:`applies` must hold): the
+    joined weight and the summed bias are packed once and cached on ``module`` under
+    ``slot`` (one per layer) until any of them changes."""
+    parts = (*weights, *(b for b in biases if b is not None))
+    key = tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in parts)
+    name = _JOINED_CACHE + slot
+    cached = module.__dict__.get(name)
+    if cached is None or cached.key != key or any(a is not b for a, b in zip(cached.weight, parts)):
+        weight = torch.cat([w.detach() for w in weights], 1)
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, _ROWS_HINT)
+        present = [b.detach() for b in biases if b is not None]
+        bias = torch.stack(present).sum(0) if present else None
+        cached = _Packed(parts, key, (packed, bias))
+        module.__dict__[name] = cached
+    weight, bias = cached.packed
+    x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1)
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
 def drop_cache(module: nn.Module) -> None:
+    for name in [n for n in module.__dict__ if n.startswith(_JOINED_CACHE)]:
+        del module.__dict__[name]
     module.__dict__.pop(_CACHE, None)
     module.__dict__.pop(_CONCAT_CACHE, None)
 
@@ -170,36 +208,85 @@ class PackedLinear(nn.Linear):
         return linear(self, x, self.weight, self.bias)
 
 
+class PackedLSTM(nn.LSTM):
+    """An ``nn.LSTM`` whose one-token decoding steps may run on packed weights.
+
+    The module's own calls are unchanged (a whole sequence is oneDNN's RNN primitive,
+    fast); a decoder that steps its RNN one token at a time (attention, input feeding)
+    asks :func:`packed_rnn` and then runs each layer's gates as one :func:`linear_joined`
+    product. Same parameters and state-dict keys; made by :func:`pack_linears`.
+    """
+
+
+class PackedGRU(nn.GRU):
+    """An ``nn.GRU`` whose one-token decoding steps may run on packed weights
+    (:class:`PackedLSTM`)."""
+
+
+class PackedRNN(nn.RNN):
+    """An ``nn.RNN`` whose one-token decoding steps may run on packed weights
+    (:class:`PackedLSTM`)."""
+
+
+_PACKED_CLASSES: dict[type, type] = {
+    nn.Linear: PackedLinear,
+    nn.LSTM: PackedLSTM,
+    nn.GRU: PackedGRU,
+    nn.RNN: PackedRNN,
+}
+_PLAIN_CLASSES = {packed: plain for plain, packed in _PACKED_CLASSES.items()}
+
+
+def packed_rnn(rnn: nn.Module, x: Tensor) -> bool:
+    """Whether a decoder should step ``rnn`` over ``x`` on packed weights: a
+    :func:`pack_linears` RNN (unidirectional, batch first, no projection) where
+    :func:`applies` holds."""
+    return (
+        type(rnn) in (PackedLSTM, PackedGRU, PackedRNN)
+        and not rnn.bidirectional
+        and rnn.batch_first
+        and getattr(rnn, "proj_size", 0) == 0
+        and applies(x, rnn.weight_ih_l0)
+    )
+
+
 def pack_linears(model: nn.Module) -> nn.Module:
-    """Make every plain ``nn.Linear`` in ``model`` a :class:`PackedLinear`, in place.
+    """Make every plain ``nn.Linear`` in ``model`` a :class:`PackedLinear` (and every
+    ``nn.LSTM`` / ``GRU`` / ``RNN`` a :class:`PackedLSTM` / ...), in place.
 
     Nothing is packed yet: each layer packs its weight on its first decoding call.
     A no-op where oneDNN is missing. Returns ``model``.
     """
     if AVAILABLE:
         for m in model.modules():
-            if type(m) is nn.Linear:
-                m.__class__ = PackedLinear
+            if type(m) in _PACKED_CLASSES:
+                m.__class__ = _PACKED_CLASSES[type(m)]
     return model
 
 
 def unpack_linears(model: nn.Module) -> nn.Module:
-    """Undo :func:`pack_linears` (plain ``nn.Linear`` again, caches dropped), in place."""
+    """Undo :func:`pack_linears` (plain ``nn.Linear`` etc. again, caches dropped), in
+    place."""
     for m in model.modules():
-        if type(m) is PackedLinear:
-            m.__class__ = nn.Linear
+        if type(m) in _PLAIN_CLASSES:
+            m.__class__ = _PLAIN_CLASSES[type(m)]
         drop_cache(m)
     return model
 
 
 __all__ = [
     "AVAILABLE",
+    "PackedGRU",
+    "PackedLSTM",
     "PackedLinear",
+    "PackedRNN",
     "applies",
     "concat_bias",
     "linear",
     "linear_concat",
+    "linear_joined",
     "pack_linears",
+    "packed_rnn",
     "packed_weight",
     "unpack_linears",
 ]
