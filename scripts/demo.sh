@@ -18,6 +18,7 @@ Bibliothek zum Lesen und Schreiben von Bilddateien
 Dieses Paket enthält die Entwicklungsdateien.
 Ein einfacher Texteditor für die Konsole
 Python-3-Modul für die Verarbeitung von XML-Dateien
+Das Programm ist einfach zu benutzen. Dieses Paket enthält die Dokumentation.
 TXT
 paste "$RUN/examples.de" <($BIN/transduce predict "$RUN/best" "$RUN/examples.de" --beam 5) \
   | sed 's/\t/\n   -> /'

@@ -96,6 +96,17 @@ def alignments(
     task, model = predictor.task, predictor.model
     dcfg = dataclasses.replace(dcfg, nbest=1)
     kind = input_kind(predictor)
+    if kind == "text" and dcfg.split_sentences:
+        # each sentence decoded alone, as predict decodes it; an input's alignment is its
+        # sentences' alignments side by side (no sentence attends to another's source)
+        pieces, owner = [], []
+        for i, item in enumerate(inputs):
+            for piece in task.split_input(item, dcfg):
+                pieces.append(piece)
+                owner.append(i)
+        whole = dataclasses.replace(dcfg, split_sentences="")
+        parts = alignments(predictor, pieces, whole, layer, head, **bounds)
+        return [_joined([a for a, o in zip(parts, owner) if o == i]) for i in range(len(inputs))]
     decoder = model.decoder
     shape = has_heads(decoder)
     if (layer is not None or head is not None) and shape is None:
@@ -138,6 +149,29 @@ def alignments(
         labels = task.output_tokens(h.tokens, item)
         out.append(Alignment(kind, text, labels, weights, source, p_gen, ctc, what))
     return out
+
+
+def _joined(parts: list[Alignment]) -> Alignment:
+    """Text alignments of consecutive sentences as one: outputs and sources one after
+    the other, attention block-diagonal."""
+    if len(parts) == 1:
+        return parts[0]
+    weights = None
+    if all(a.weights is not None for a in parts):
+        weights = torch.block_diag(*[a.weights for a in parts])
+    p_gen = None
+    if all(a.p_gen is not None for a in parts):
+        p_gen = torch.cat([a.p_gen for a in parts])
+    return Alignment(
+        "text",
+        " ".join(a.text for a in parts if a.text),
+        [t for a in parts for t in a.tokens],
+        weights,
+        [t for a in parts for t in a.source],
+        p_gen,
+        None,
+        parts[0].what,
+    )
 
 
 def _copies(decoder) -> bool:

@@ -58,7 +58,7 @@ class Check:
 
     def describe(self) -> str:
         if self.choices is not None:
-            return "one of " + ", ".join(str(c) for c in self.choices)
+            return "one of " + ", ".join('""' if c == "" else str(c) for c in self.choices)
         if self.pattern is not None:
             return self.what or f"text matching {self.pattern}"
         parts = []

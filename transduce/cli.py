@@ -14,7 +14,7 @@ from pathlib import Path
 from transduce.checks import Check
 from transduce.checks import arg_type as _checked
 from transduce.checks import field_arg_type as _field
-from transduce.config import DecodeConfig, ServeLimits, TransduceError
+from transduce.config import SENTENCE_LANGUAGES, DecodeConfig, ServeLimits, TransduceError
 
 POSITIVE = Check(ge=1, le=2**31)
 AVERAGED = "averaged.json"  # written by `transduce average` into the model folder it makes
@@ -36,6 +36,7 @@ def _decode_options(args: argparse.Namespace) -> dict:
         "no_repeat_ngram": args.no_repeat_ngram,
         "repetition_penalty": args.repetition_penalty,
         "coverage_penalty": args.coverage_penalty,
+        "split_sentences": "" if args.split_sentences == "off" else args.split_sentences,
     }
     if args.max_len is not None:
         options.update(max_len_a=0.0, max_len_b=args.max_len)
@@ -75,6 +76,13 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
         "--coverage-penalty",
         type=_field(DecodeConfig, "coverage_penalty"),
         help="beam: rescore with Wu et al.'s coverage beta",
+    )
+    g.add_argument(
+        "--split-sentences",
+        choices=["off", *(lang for lang in SENTENCE_LANGUAGES if lang)],
+        metavar="LANG",
+        help="translation: decode each input sentence by sentence (pysbd's rules for the "
+        "source language LANG, e.g. de), outputs joined with spaces; off: whole inputs",
     )
     g.add_argument("--sampling", action="store_true", help="sample instead of searching")
     g.add_argument(

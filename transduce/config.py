@@ -169,6 +169,14 @@ class TrainConfig:
     progress: bool = True  # show a progress bar
 
 
+# the languages pysbd splits into sentences (pysbd.languages.LANGUAGE_CODES; a test
+# keeps the two the same), and "" for off
+SENTENCE_LANGUAGES = (
+    *("", "am", "ar", "bg", "da", "de", "el", "en", "es", "fa", "fr", "hi"),
+    *("hy", "it", "ja", "kk", "mr", "my", "nl", "pl", "ru", "sk", "ur", "zh"),
+)
+
+
 @dataclass
 class DecodeConfig:
     beam: int = bounded(5, ge=1, le=1024)  # 1 = greedy
@@ -198,6 +206,9 @@ class DecodeConfig:
     ctc_weight: float = bounded(
         0.3, ge=0, le=1
     )  # joint: score = (1 - w) * attention + w * CTC prefix score
+    # translation: cut each input into sentences by pysbd's rules for this language (e.g.
+    # de) and decode them one by one, outputs joined with spaces; "" = whole inputs
+    split_sentences: str = bounded("", choices=SENTENCE_LANGUAGES)
 
     def check_together(self, where: str = "decode") -> None:
         """Rules between fields: a search returns at most ``beam`` hypotheses; a fixed

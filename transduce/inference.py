@@ -271,6 +271,18 @@ def resolve_decode_config(base: DecodeConfig, options: dict[str, Any]) -> Decode
     return dcfg
 
 
+def check_task_options(task: Task, dcfg: DecodeConfig) -> DecodeConfig:
+    """``dcfg`` if ``task`` can honour it: ``split_sentences`` is for tasks whose inputs
+    are text made of sentences (translation)."""
+    if dcfg.split_sentences and not task.splits_sentences:
+        raise ConfigError(
+            f"decode.split_sentences ({dcfg.split_sentences}) cuts text inputs into sentences, "
+            f"which a {task.name} model does not read; leave it empty (--split-sentences off)",
+            "decode.split_sentences",
+        )
+    return dcfg
+
+
 def check_batch_work(lengths: list[int], dcfg: DecodeConfig, max_work: int) -> int:
     """The cost of one batch of sources of ``lengths`` (:func:`decode_work`); a
     :class:`DecodeBudgetError` when it is over ``max_work``."""
@@ -341,7 +353,7 @@ class Predictor:
 
     def decode_config(self, **options: Any) -> DecodeConfig:
         """The saved decode settings with the given options (None = keep) replaced."""
-        return resolve_decode_config(self.cfg.decode, options)
+        return check_task_options(self.task, resolve_decode_config(self.cfg.decode, options))
 
     def hypotheses(
         self,
@@ -415,23 +427,12 @@ class Predictor:
         ``should_stop`` and ``budget`` (see :meth:`hypotheses`) bound its time and cost.
         """
         dcfg = self.decode_config(**options)
-        # Each input is decoded as the pieces task.split_input cuts it into (one piece,
-        # except for long recordings); piece outputs are joined with spaces, rank r of
-        # the n-best with rank r.
-        pieces, owner = [], []
-        for i, item in enumerate(inputs):
-            for piece in self.task.split_input(item):
-                pieces.append(piece)
-                owner.append(i)
-        hyps = self.hypotheses(pieces, dcfg, should_stop=should_stop, budget=budget)
-        ranks = max(dcfg.nbest, 1)
-        texts: list[list[list[str]]] = [[[] for _ in range(ranks)] for _ in inputs]
-        for i, piece, hs in zip(owner, pieces, hyps):
-            outs = [self.task.output_text(h.tokens, piece) for h in hs]
-            for r in range(ranks):
-                texts[i][r].append(outs[min(r, len(outs) - 1)] if outs else "")
-        joined = [[" ".join(t for t in rank if t) for rank in item] for item in texts]
-        return joined if dcfg.nbest > 1 else [j[0] for j in joined]
+        return predict_pieces(
+            self.task,
+            inputs,
+            dcfg,
+            lambda pieces: self.hypotheses(pieces, dcfg, should_stop=should_stop, budget=budget),
+        )
 
     def transcribe(self, inputs: list, words: bool = True, **options: Any) -> list:
         """Speech: one :class:`~transduce.timestamps.Transcript` per audio file (text,
@@ -446,6 +447,29 @@ class Predictor:
     ) -> Iterator[str | list[str]]:
         """Yield outputs in input order, reading ``chunk`` inputs at a time."""
         return predict_in_chunks(self.predict, inputs, chunk, **options)
+
+
+def predict_pieces(
+    task: Task, inputs: list, dcfg: DecodeConfig, decode: Callable[[list], list]
+) -> list[str] | list[list[str]]:
+    """Texts for ``inputs``: each decoded as the pieces ``task.split_input`` cuts it into
+    (one piece, except for long recordings and with ``decode.split_sentences``) by
+    ``decode(pieces) -> hypotheses per piece``; piece outputs are joined with spaces,
+    rank r of the n-best with rank r. One string per input, or ``nbest`` strings."""
+    pieces, owner = [], []
+    for i, item in enumerate(inputs):
+        for piece in task.split_input(item, dcfg):
+            pieces.append(piece)
+            owner.append(i)
+    hyps = decode(pieces)
+    ranks = max(dcfg.nbest, 1)
+    texts: list[list[list[str]]] = [[[] for _ in range(ranks)] for _ in inputs]
+    for i, piece, hs in zip(owner, pieces, hyps):
+        outs = [task.output_text(h.tokens, piece) for h in hs]
+        for r in range(ranks):
+            texts[i][r].append(outs[min(r, len(outs) - 1)] if outs else "")
+    joined = [[" ".join(t for t in rank if t) for rank in item] for item in texts]
+    return joined if dcfg.nbest > 1 else [j[0] for j in joined]
 
 
 def predict_in_chunks(

@@ -25,6 +25,7 @@ from transduce.export.ctranslate2 import CT2Translator, export_ctranslate2  # no
 from transduce.inference import Predictor, save_model_dir  # noqa: E402
 from transduce.models.seq2seq import build_model  # noqa: E402
 from transduce.tasks import build_task  # noqa: E402
+from transduce.tasks.translation import split_sentences  # noqa: E402
 
 N_SENTENCES = 40
 
@@ -128,6 +129,19 @@ def test_trained_model_greedy_outputs_identical(exported):
     theirs = ct2.hypotheses(srcs, ct2.decode_config(**options))
     assert [h[0].tokens for h in ours] == [h[0].tokens for h in theirs]
     assert ct2.predict(srcs, **options) == predictor.predict(srcs, **options)
+
+
+def test_the_engine_splits_sentences_as_torch_does(exported):
+    predictor, out = exported
+    ct2 = CT2Translator(out / "f32")
+    srcs = _sources(predictor)
+    paragraph = " ".join(s if s.rstrip()[-1:] in ".!?" else s + "." for s in srcs[:3])
+    sentences = split_sentences(paragraph, "de")
+    assert len(sentences) >= 3
+    options = dict(beam=1, batch_size=1)
+    alone = ct2.predict(sentences, **options)
+    assert ct2.predict([paragraph], **options, split_sentences="de") == [" ".join(alone)]
+    assert predictor.predict([paragraph], **options, split_sentences="de") == [" ".join(alone)]
 
 
 def test_trained_model_beam_outputs_identical_or_tie(exported):

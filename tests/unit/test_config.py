@@ -75,3 +75,13 @@ def test_every_preset_loads():
     assert presets
     for path in presets:
         load_config(path)
+
+
+def test_sentence_languages_are_pysbds() -> None:
+    """decode.split_sentences accepts exactly the languages pysbd splits, and off ("")."""
+    from pysbd.languages import LANGUAGE_CODES
+
+    from transduce.config import SENTENCE_LANGUAGES
+
+    assert SENTENCE_LANGUAGES[0] == ""
+    assert sorted(SENTENCE_LANGUAGES[1:]) == sorted(LANGUAGE_CODES)

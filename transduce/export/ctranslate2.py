@@ -377,9 +377,9 @@ class CT2Translator:
     def decode_config(self, **options: Any):
         """The saved decode settings with the given options (None = keep) replaced, checked
         as the torch engine checks them (bounds, nbest <= beam, min_len <= max length)."""
-        from transduce.inference import resolve_decode_config
+        from transduce.inference import check_task_options, resolve_decode_config
 
-        return resolve_decode_config(self.cfg.decode, options)
+        return check_task_options(self.task, resolve_decode_config(self.cfg.decode, options))
 
     def source_ids(self, inputs: list) -> list[list[int]]:
         """Token ids of each input, as transduce's task encodes them (truncation included)."""
@@ -437,14 +437,10 @@ class CT2Translator:
     def predict(self, inputs: list, **options: Any) -> list[str] | list[list[str]]:
         """Like :meth:`transduce.inference.Predictor.predict`: one string per input, or
         ``nbest`` strings when nbest > 1."""
+        from transduce.inference import predict_pieces
+
         dcfg = self.decode_config(**options)
-        hyps = self.hypotheses(list(inputs), dcfg)
-        ranks = max(dcfg.nbest, 1)
-        texts = []
-        for source, hs in zip(inputs, hyps):
-            outs = [self.task.output_text(h.tokens, source) for h in hs] or [""]
-            texts.append([outs[min(r, len(outs) - 1)] for r in range(ranks)])
-        return texts if dcfg.nbest > 1 else [t[0] for t in texts]
+        return predict_pieces(self.task, list(inputs), dcfg, lambda p: self.hypotheses(p, dcfg))
 
     def predict_stream(
         self, inputs: Iterable, chunk: int = 256, **options: Any

@@ -95,6 +95,11 @@ class DecodeOptions(BaseModel):
     batch_size: int | None = _option("batch_size")
     mode: Literal["attention", "ctc_greedy", "joint"] | None = Field(None, description="speech")
     ctc_weight: float | None = _option("ctc_weight", "speech, joint mode")
+    split_sentences: str | None = Field(
+        None,
+        description="translation: decode each input sentence by sentence by pysbd's rules for "
+        'this source language (e.g. "de"), outputs joined with spaces; "" = whole inputs',
+    )
     attention: bool = Field(
         False,
         description="also return, per input, the best output's tokens and each token's "

@@ -188,9 +188,14 @@ class Task(abc.ABC):
         models use them for their prompt and suppressed tokens; by default none."""
         return {}
 
-    def split_input(self, item):
+    # whether split_input honours decode.split_sentences (text inputs made of sentences)
+    splits_sentences = False
+
+    def split_input(self, item, dcfg=None):
         """The pieces one raw input is decoded in; their outputs are joined with spaces.
-        Tasks whose inputs can outgrow the model (long recordings) cut them here."""
+        Tasks whose inputs can outgrow the model (long recordings) cut them here, and
+        translation cuts inputs into sentences when ``dcfg.split_sentences`` names a
+        language."""
         return [item]
 
     # A task may print a baseline beneath its metrics in `transduce evaluate`

@@ -202,7 +202,7 @@ class SpeechTask(Task):
     def read_inputs(self, files: list[str]) -> Iterator:
         yield from files  # each file is one input: its path
 
-    def split_input(self, item: str | AudioClip) -> list[AudioClip]:
+    def split_input(self, item: str | AudioClip, dcfg=None) -> list[AudioClip]:
         """An audio path -> pieces of at most ``audio.max_seconds``, cut at silences.
 
         Pieces shorter than ``audio.min_seconds`` or silent are dropped; a recording

@@ -62,6 +62,7 @@ class SummarizationTask(TranslationTask):
     metric_names = ("rouge1", "rouge2", "rougel")
     higher_is_better = {"rouge1": True, "rouge2": True, "rougel": True, "loss": False}
     baseline_name = "lead"
+    splits_sentences = False  # a summary reads the whole document, not one sentence at a time
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
