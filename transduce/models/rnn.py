@@ -65,6 +65,35 @@ def _cell_class(cell: str, where: str) -> type[nn.RNNBase]:
     return _CELLS[cell]
 
 
+def _layer_params(rnn: nn.RNNBase, layer: int) -> tuple:
+    """``(w_ih, w_hh, b_ih, b_hh)`` of one layer; the biases are None when bias=False."""
+    return (
+        getattr(rnn, f"weight_ih_l{layer}"),
+        getattr(rnn, f"weight_hh_l{layer}"),
+        getattr(rnn, f"bias_ih_l{layer}", None),
+        getattr(rnn, f"bias_hh_l{layer}", None),
+    )
+
+
+def _step_layers(rnn: nn.RNNBase, x: Tensor, hx: Any, cell: Any) -> tuple[Tensor, Any]:
+    """One time step ``x`` ``(B, 1, I)`` through ``rnn``'s layers, each by
+    ``cell(layer, input, h, c) -> (h, c)`` (``c`` None but for an LSTM); dropout between
+    layers as the module applies it (training only). Returns ``(out (B, 1, H), hx)`` as
+    the module."""
+    lstm = isinstance(hx, tuple)
+    h0, c0 = hx if lstm else (hx, None)
+    inp = x.squeeze(1)
+    hs, cs = [], []
+    for layer in range(rnn.num_layers):
+        h, c = cell(layer, inp, h0[layer], c0[layer] if lstm else None)
+        hs.append(h)
+        cs.append(c)
+        last = layer == rnn.num_layers - 1
+        inp = h if last or not rnn.training else dropout(h, rnn.dropout, True)
+    h_n = torch.stack(hs)
+    return hs[-1].unsqueeze(1), ((h_n, torch.stack(cs)) if lstm else h_n)
+
+
 def _one_step(rnn: nn.RNNBase, x: Tensor, hx: Any) -> tuple[Tensor, Any]:
     """``rnn(x, hx)`` for one time step ``x`` ``(B, 1, I)``, layer by layer with
     ``torch.lstm_cell`` / ``gru_cell`` / ``rnn_*_cell`` on ``rnn``'s own weights.
@@ -76,29 +105,18 @@ def _one_step(rnn: nn.RNNBase, x: Tensor, hx: Any) -> tuple[Tensor, Any]:
     Same parameters, same results to float rounding; dropout between layers as the
     module applies it (training only). Returns ``(out (B, 1, H), hx)`` as the module.
     """
-    lstm = isinstance(hx, tuple)
-    h0, c0 = hx if lstm else (hx, None)
-    inp = x.squeeze(1)
-    hs, cs = [], []
-    for layer in range(rnn.num_layers):
-        w_ih = getattr(rnn, f"weight_ih_l{layer}")
-        w_hh = getattr(rnn, f"weight_hh_l{layer}")
-        b_ih = getattr(rnn, f"bias_ih_l{layer}", None)  # absent when bias=False
-        b_hh = getattr(rnn, f"bias_hh_l{layer}", None)
-        if lstm:
-            h, c = torch.lstm_cell(inp, (h0[layer], c0[layer]), w_ih, w_hh, b_ih, b_hh)
-            cs.append(c)
-        elif isinstance(rnn, nn.GRU):
-            h = torch.gru_cell(inp, h0[layer], w_ih, w_hh, b_ih, b_hh)
-        elif rnn.nonlinearity == "relu":
-            h = torch.rnn_relu_cell(inp, h0[layer], w_ih, w_hh, b_ih, b_hh)
-        else:
-            h = torch.rnn_tanh_cell(inp, h0[layer], w_ih, w_hh, b_ih, b_hh)
-        hs.append(h)
-        last = layer == rnn.num_layers - 1
-        inp = h if last or not rnn.training else dropout(h, rnn.dropout, True)
-    h_n = torch.stack(hs)
-    return hs[-1].unsqueeze(1), ((h_n, torch.stack(cs)) if lstm else h_n)
+
+    def cell(layer: int, inp: Tensor, h: Tensor, c: Tensor | None) -> tuple:
+        params = _layer_params(rnn, layer)
+        if c is not None:
+            return torch.lstm_cell(inp, (h, c), *params)
+        if isinstance(rnn, nn.GRU):
+            return torch.gru_cell(inp, h, *params), None
+        if rnn.nonlinearity == "relu":
+            return torch.rnn_relu_cell(inp, h, *params), None
+        return torch.rnn_tanh_cell(inp, h, *params), None
+
+    return _step_layers(rnn, x, hx, cell)
 
 
 def _packed_step(rnn: nn.RNNBase, x: Tensor, hx: Any) -> tuple[Tensor, Any]:
@@ -113,40 +131,25 @@ def _packed_step(rnn: nn.RNNBase, x: Tensor, hx: Any) -> tuple[Tensor, Any]:
     against 3.4 at 160 rows, 7.6-9.1 against 7.2-7.5 at 320. The same results to float
     rounding (about 1e-6). Returns ``(out (B, 1, H), hx)`` as the module.
     """
-    lstm = isinstance(hx, tuple)
-    h0, c0 = hx if lstm else (hx, None)
-    inp = x.squeeze(1)
     H = rnn.hidden_size
-    hs, cs = [], []
-    for layer in range(rnn.num_layers):
-        w_ih = getattr(rnn, f"weight_ih_l{layer}")
-        w_hh = getattr(rnn, f"weight_hh_l{layer}")
-        b_ih = getattr(rnn, f"bias_ih_l{layer}", None)  # absent when bias=False
-        b_hh = getattr(rnn, f"bias_hh_l{layer}", None)
-        h_prev = h0[layer]
-        if lstm:  # gates in torch's order: input, forget, cell, output
-            g = fast_linear.linear_joined(
-                rnn, [inp, h_prev], [w_ih, w_hh], [b_ih, b_hh], str(layer)
-            )
-            in_forget = torch.sigmoid(g[:, : 2 * H])
-            c = in_forget[:, H:] * c0[layer] + in_forget[:, :H] * torch.tanh(g[:, 2 * H : 3 * H])
-            h = torch.sigmoid(g[:, 3 * H :]) * torch.tanh(c)
-            cs.append(c)
-        elif isinstance(rnn, nn.GRU):  # reset, update, new; h' = n + z (h - n)
+
+    def cell(layer: int, inp: Tensor, h: Tensor, c: Tensor | None) -> tuple:
+        w_ih, w_hh, b_ih, b_hh = _layer_params(rnn, layer)
+        if isinstance(rnn, nn.GRU):  # reset, update, new; h' = n + z (h - n)
             gi = fast_linear.linear_joined(rnn, [inp], [w_ih], [b_ih], f"ih{layer}")
-            gh = fast_linear.linear_joined(rnn, [h_prev], [w_hh], [b_hh], f"hh{layer}")
+            gh = fast_linear.linear_joined(rnn, [h], [w_hh], [b_hh], f"hh{layer}")
             reset_update = torch.sigmoid(gi[:, : 2 * H] + gh[:, : 2 * H])
             n = torch.tanh(gi[:, 2 * H :] + reset_update[:, :H] * gh[:, 2 * H :])
-            h = n + reset_update[:, H:] * (h_prev - n)
-        else:
-            pre = fast_linear.linear_joined(
-                rnn, [inp, h_prev], [w_ih, w_hh], [b_ih, b_hh], str(layer)
-            )
-            h = torch.relu(pre) if rnn.nonlinearity == "relu" else torch.tanh(pre)
-        hs.append(h)
-        inp = h  # decoding: no dropout between layers
-    h_n = torch.stack(hs)
-    return hs[-1].unsqueeze(1), ((h_n, torch.stack(cs)) if lstm else h_n)
+            return n + reset_update[:, H:] * (h - n), None
+        g = fast_linear.linear_joined(rnn, [inp, h], [w_ih, w_hh], [b_ih, b_hh], str(layer))
+        if c is None:  # a plain RNN
+            return (torch.relu(g) if rnn.nonlinearity == "relu" else torch.tanh(g)), None
+        # an LSTM; gates in torch's order: input, forget, cell, output
+        in_forget = torch.sigmoid(g[:, : 2 * H])
+        c = in_forget[:, H:] * c + in_forget[:, :H] * torch.tanh(g[:, 2 * H : 3 * H])
+        return torch.sigmoid(g[:, 3 * H :]) * torch.tanh(c), c
+
+    return _step_layers(rnn, x, hx, cell)
 
 
 def _cell_steps_pay(rnn: nn.Module, x: Tensor) -> bool:
