@@ -97,6 +97,16 @@ def test_cli_and_server_take_it(translator, trained_model, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", __import__("io").StringIO(text + "\n"))
     assert main(["predict", str(run / "best"), "--beam", "2", "--split-sentences", "de"]) == 0
     assert capsys.readouterr().out.strip() == expected
+    # off: whole inputs, whatever the model's config says
+    translator.cfg.decode.split_sentences = "de"
+    try:
+        whole = translator.predict([text], beam=2, split_sentences="")[0]
+        assert translator.predict([text], beam=2)[0] == expected  # the config's default
+    finally:
+        translator.cfg.decode.split_sentences = ""
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(text + "\n"))
+    assert main(["predict", str(run / "best"), "--beam", "2", "--split-sentences", "off"]) == 0
+    assert capsys.readouterr().out.strip() == whole
 
     pytest.importorskip("fastapi")
     with warnings.catch_warnings():
