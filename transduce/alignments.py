@@ -22,7 +22,7 @@ from torch import Tensor
 
 from transduce.config import DecodeConfig, TransduceError
 from transduce.evaluation import plots
-from transduce.inference import Predictor
+from transduce.inference import Predictor, split_pieces
 from transduce.models.attention_maps import decoder_maps, has_heads, select
 
 
@@ -99,11 +99,7 @@ def alignments(
     if kind == "text" and dcfg.split_sentences:
         # each sentence decoded alone, as predict decodes it; an input's alignment is its
         # sentences' alignments side by side (no sentence attends to another's source)
-        pieces, owner = [], []
-        for i, item in enumerate(inputs):
-            for piece in task.split_input(item, dcfg):
-                pieces.append(piece)
-                owner.append(i)
+        pieces, owner = split_pieces(task, inputs, dcfg)
         whole = dataclasses.replace(dcfg, split_sentences="")
         parts = alignments(predictor, pieces, whole, layer, head, **bounds)
         return [_joined([a for a, o in zip(parts, owner) if o == i]) for i in range(len(inputs))]

@@ -449,6 +449,17 @@ class Predictor:
         return predict_in_chunks(self.predict, inputs, chunk, **options)
 
 
+def split_pieces(task: Task, inputs: list, dcfg: DecodeConfig) -> tuple[list, list[int]]:
+    """Every piece ``task.split_input`` cuts ``inputs`` into, in order, and for each the
+    index of the input it came from."""
+    pieces, owner = [], []
+    for i, item in enumerate(inputs):
+        for piece in task.split_input(item, dcfg):
+            pieces.append(piece)
+            owner.append(i)
+    return pieces, owner
+
+
 def predict_pieces(
     task: Task, inputs: list, dcfg: DecodeConfig, decode: Callable[[list], list]
 ) -> list[str] | list[list[str]]:
@@ -456,11 +467,7 @@ def predict_pieces(
     (one piece, except for long recordings and with ``decode.split_sentences``) by
     ``decode(pieces) -> hypotheses per piece``; piece outputs are joined with spaces,
     rank r of the n-best with rank r. One string per input, or ``nbest`` strings."""
-    pieces, owner = [], []
-    for i, item in enumerate(inputs):
-        for piece in task.split_input(item, dcfg):
-            pieces.append(piece)
-            owner.append(i)
+    pieces, owner = split_pieces(task, inputs, dcfg)
     hyps = decode(pieces)
     ranks = max(dcfg.nbest, 1)
     texts: list[list[list[str]]] = [[[] for _ in range(ranks)] for _ in inputs]
