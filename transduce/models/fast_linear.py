@@ -36,6 +36,8 @@ instead of calling oneDNN's RNN primitive for a sequence of one (``models/rnn.py
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -146,17 +148,33 @@ def linear_concat(
     (layers that are not :class:`PackedLinear`)."""
     if not (packed and applies(x, weights[0])):
         return F.linear(x, torch.cat(weights), concat_bias(weights, biases))
+
+    def build() -> tuple[Tensor, Tensor | None]:
+        weight = torch.cat([w.detach() for w in weights])
+        bias = concat_bias(weights, [b.detach() if b is not None else None for b in biases])
+        return torch.ops.mkldnn._reorder_linear_weight(weight, _ROWS_HINT), bias
+
+    weight, bias = _packed_parts(module, _CONCAT_CACHE, weights, biases, build)
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def _packed_parts(
+    module: nn.Module,
+    name: str,
+    weights: list[Tensor],
+    biases: list[Tensor | None],
+    build: Callable[[], tuple[Tensor, Tensor | None]],
+) -> tuple[Tensor, Tensor | None]:
+    """``build()``'s packed weight and bias made from ``weights`` and ``biases``, cached
+    on ``module`` under ``name`` until any of them changes (another tensor, new memory,
+    or written in place)."""
     parts = (*weights, *(b for b in biases if b is not None))
     key = tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in parts)
-    cached = module.__dict__.get(_CONCAT_CACHE)
+    cached = module.__dict__.get(name)
     if cached is None or cached.key != key or any(a is not b for a, b in zip(cached.weight, parts)):
-        weight = torch.cat([w.detach() for w in weights])
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight, _ROWS_HINT)
-        bias = concat_bias(weights, [b.detach() if b is not None else None for b in biases])
-        cached = _Packed(parts, key, (packed, bias))
-        module.__dict__[_CONCAT_CACHE] = cached
-    weight, bias = cached.packed
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        cached = _Packed(parts, key, build())
+        module.__dict__[name] = cached
+    return cached.packed
 
 
 _JOINED_CACHE = "_packed_joined_"
@@ -174,18 +192,14 @@ def linear_joined(
     its input and its hidden state). For decoding only (:func:`applies` must hold): the
     joined weight and the summed bias are packed once and cached on ``module`` under
     ``slot`` (one per layer) until any of them changes."""
-    parts = (*weights, *(b for b in biases if b is not None))
-    key = tuple((t.data_ptr(), t._version, tuple(t.shape)) for t in parts)
-    name = _JOINED_CACHE + slot
-    cached = module.__dict__.get(name)
-    if cached is None or cached.key != key or any(a is not b for a, b in zip(cached.weight, parts)):
+
+    def build() -> tuple[Tensor, Tensor | None]:
         weight = torch.cat([w.detach() for w in weights], 1)
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight, _ROWS_HINT)
         present = [b.detach() for b in biases if b is not None]
         bias = torch.stack(present).sum(0) if present else None
-        cached = _Packed(parts, key, (packed, bias))
-        module.__dict__[name] = cached
-    weight, bias = cached.packed
+        return torch.ops.mkldnn._reorder_linear_weight(weight, _ROWS_HINT), bias
+
+    weight, bias = _packed_parts(module, _JOINED_CACHE + slot, weights, biases, build)
     x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, -1)
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
