@@ -227,8 +227,8 @@ class PackedLSTM(nn.LSTM):
 
     The module's own calls are unchanged (a whole sequence is oneDNN's RNN primitive,
     fast); a decoder that steps its RNN one token at a time (attention, input feeding)
-    asks :func:`packed_rnn` and then runs each layer's gates as one :func:`linear_joined`
-    product. Same parameters and state-dict keys; made by :func:`pack_linears`.
+    runs each layer's gates as one :func:`linear_joined` product (``models/rnn.py``).
+    Same parameters and state-dict keys; made by :func:`pack_linears`.
     """
 
 
@@ -249,19 +249,7 @@ _PACKED_CLASSES: dict[type, type] = {
     nn.RNN: PackedRNN,
 }
 _PLAIN_CLASSES = {packed: plain for plain, packed in _PACKED_CLASSES.items()}
-
-
-def packed_rnn(rnn: nn.Module, x: Tensor) -> bool:
-    """Whether a decoder should step ``rnn`` over ``x`` on packed weights: a
-    :func:`pack_linears` RNN (unidirectional, batch first, no projection) where
-    :func:`applies` holds."""
-    return (
-        type(rnn) in (PackedLSTM, PackedGRU, PackedRNN)
-        and not rnn.bidirectional
-        and rnn.batch_first
-        and getattr(rnn, "proj_size", 0) == 0
-        and applies(x, rnn.weight_ih_l0)
-    )
+PACKED_RNNS = (PackedLSTM, PackedGRU, PackedRNN)
 
 
 def pack_linears(model: nn.Module) -> nn.Module:
@@ -293,6 +281,7 @@ __all__ = [
     "PackedGRU",
     "PackedLSTM",
     "PackedLinear",
+    "PACKED_RNNS",
     "PackedRNN",
     "applies",
     "concat_bias",
@@ -300,7 +289,6 @@ __all__ = [
     "linear_concat",
     "linear_joined",
     "pack_linears",
-    "packed_rnn",
     "packed_weight",
     "unpack_linears",
 ]

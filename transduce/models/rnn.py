@@ -152,19 +152,37 @@ def _packed_step(rnn: nn.RNNBase, x: Tensor, hx: Any) -> tuple[Tensor, Any]:
     return _step_layers(rnn, x, hx, cell)
 
 
-def _cell_steps_pay(rnn: nn.Module, x: Tensor) -> bool:
-    """Whether :func:`_one_step` runs a step: CPU training in float32 on a plain
-    unidirectional ``nn.LSTM``/``GRU``/``RNN`` (quantized and projected RNNs, other
-    devices and autocast keep the module, which was not measured slower there)."""
+def _steps_by_layer(rnn: nn.Module) -> bool:
+    """Whether a step can run layer by layer on ``rnn``'s own weights: a unidirectional,
+    batch-first ``nn.LSTM``/``GRU``/``RNN`` without projection (not torch's quantized
+    RNNs, which are no ``nn.RNNBase``)."""
     return (
-        isinstance(rnn, (nn.LSTM, nn.GRU, nn.RNN))  # not torch's quantized RNNs
+        isinstance(rnn, (nn.LSTM, nn.GRU, nn.RNN))
+        and not rnn.bidirectional
+        and rnn.batch_first
+        and getattr(rnn, "proj_size", 0) == 0
+    )
+
+
+def _cell_steps_pay(rnn: nn.Module, x: Tensor) -> bool:
+    """Whether :func:`_one_step` runs a step: CPU training in float32 (other devices and
+    autocast keep the module, which was not measured slower there)."""
+    return (
+        _steps_by_layer(rnn)
         and torch.is_grad_enabled()
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and not torch.is_autocast_enabled("cpu")
-        and not rnn.bidirectional
-        and rnn.batch_first
-        and getattr(rnn, "proj_size", 0) == 0
+    )
+
+
+def _packed_steps_pay(rnn: nn.Module, x: Tensor) -> bool:
+    """Whether :func:`_packed_step` runs a step: float32 decoding
+    (:func:`fast_linear.applies`) on an RNN :func:`fast_linear.pack_linears` marked."""
+    return (
+        isinstance(rnn, fast_linear.PACKED_RNNS)
+        and _steps_by_layer(rnn)
+        and fast_linear.applies(x, rnn.weight_ih_l0)
     )
 
 
@@ -423,7 +441,7 @@ class RecurrentDecoder(Decoder):
         """One time step of the decoder's RNN: ``x`` ``(B, 1, I)`` (see :func:`_one_step`)."""
         if _cell_steps_pay(self.rnn, x):
             return _one_step(self.rnn, x, hx)
-        if fast_linear.packed_rnn(self.rnn, x):
+        if _packed_steps_pay(self.rnn, x):
             return _packed_step(self.rnn, x, hx)
         return self.rnn(x, hx)
 
