@@ -101,8 +101,10 @@ def alignments(
         # sentences' alignments side by side (no sentence attends to another's source)
         pieces, owner = split_pieces(task, inputs, dcfg)
         whole = dataclasses.replace(dcfg, split_sentences="")
-        parts = alignments(predictor, pieces, whole, layer, head, **bounds)
-        return [_joined([a for a, o in zip(parts, owner) if o == i]) for i in range(len(inputs))]
+        groups: list[list[Alignment]] = [[] for _ in inputs]
+        for a, i in zip(alignments(predictor, pieces, whole, layer, head, **bounds), owner):
+            groups[i].append(a)
+        return [_joined(group) for group in groups]
     decoder = model.decoder
     shape = has_heads(decoder)
     if (layer is not None or head is not None) and shape is None:
