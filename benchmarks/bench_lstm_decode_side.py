@@ -12,9 +12,10 @@ import subprocess
 import sys
 import tempfile
 
-PEERS = "/work/shared/bench/peers"
-PY = os.path.expanduser("~/.cache/peer-bench/venv/bin/python")
-TPY = "/work/main/.venv/bin/python"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS = os.path.join(os.path.dirname(ROOT), "shared", "bench", "peers")
+PY = os.path.expanduser("~/.cache/peer-bench/venv/bin/python")  # made by bench_peers.sh
+TPY = sys.executable
 out = []
 
 
@@ -78,7 +79,7 @@ for rnd in range(3):
     for batch in (32, 1):
         for name, fn in (
             ("PyTorch LSTM (peers)", lambda b: peer(b)),
-            ("transduce", lambda b: trans("/work/main", b)),
+            ("transduce", lambda b: trans(ROOT, b)),
             ("transduce before", lambda b: trans("/tmp/before", b)),
         ):
             r = fn(batch)
